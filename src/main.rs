@@ -1,0 +1,81 @@
+//! `wstunnel`: a dev/test PKI toolkit and an mTLS WebSocket tunnel compatible with upstream
+//! wstunnel v10.
+//!
+//! This file is the table of contents: it parses the command line, sets up logging, runs one
+//! function per subcommand and turns an error into one message and one exit code.
+//!
+//! Exit codes: 0 success, 1 the command failed (the message says why), 2 the command line was
+//! wrong (printed by clap).
+
+mod devenv;
+mod pki;
+mod tls;
+mod tunnel;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wstunnel", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter: TRACE, DEBUG, INFO, WARN, ERROR, OFF or a tracing directive such as
+    /// `wstunnel=debug`. By default INFO.
+    #[arg(
+        long = "log-lvl",
+        global = true,
+        env = "RUST_LOG",
+        default_value = "INFO"
+    )]
+    log_lvl: String,
+
+    /// Disable colours in log output.
+    #[arg(long, global = true, env = "NO_COLOR")]
+    no_color: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Certificate authority for development and tests (the OpenSSL CA walkthrough as commands).
+    Pki(pki::cli::PkiArgs),
+    /// Run a tunnel server (upstream wstunnel v10 wire protocol).
+    Server(Box<tunnel::cli::ServerArgs>),
+    /// Run a tunnel client (upstream wstunnel v10 wire protocol).
+    Client(Box<tunnel::cli::ClientArgs>),
+    /// Start a complete local mTLS environment (CA, server, client) in one command.
+    DevEnv(devenv::DevEnvArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_lvl, cli.no_color);
+
+    let result = match cli.command {
+        Command::Pki(args) => pki::run(args),
+        Command::Server(args) => tunnel::run_server(*args),
+        Command::Client(args) => tunnel::run_client(*args),
+        Command::DevEnv(args) => devenv::run(args),
+    };
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr so that `stdio://` tunnels and `--json` output keep stdout clean.
+fn init_logging(filter: &str, no_color: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,4 @@
+//! Command-line arguments of `wstunnel pki`.
+
+#[derive(clap::Args)]
+pub struct PkiArgs {}

@@ -1,0 +1,1 @@
+//! TLS configuration for the tunnel: loading certificates and keys, verifying peers, reloading.
