@@ -360,9 +360,7 @@ impl Ca {
         let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
         self.check_name_free(&request.name)?;
         let key_path = layout::key_path(&self.dir, &request.name);
-        write_new(&key_path, key_pem.as_bytes(), FileMode::Private)?;
         let csr_path = layout::csr_path(&self.dir, &request.name);
-        write_atomic(&csr_path, csr_pem.as_bytes(), FileMode::Public)?;
         let validity = request
             .validity
             .unwrap_or_else(|| days_from_now(request.days));
@@ -374,6 +372,10 @@ impl Ca {
             request.profile,
             &alt_names,
             validity,
+            &[
+                (key_path.clone(), key_pem.into_bytes(), FileMode::Private),
+                (csr_path.clone(), csr_pem.into_bytes(), FileMode::Public),
+            ],
         )?;
         issued.key_path = Some(key_path);
         issued.csr_path = csr_path;
@@ -444,7 +446,6 @@ impl Ca {
         let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
         self.check_name_free(name)?;
         let csr_path = layout::csr_path(&self.dir, name);
-        write_atomic(&csr_path, copy.as_bytes(), FileMode::Public)?;
         let mut issued = self.sign_locked(
             name,
             &subject,
@@ -453,6 +454,7 @@ impl Ca {
             profile,
             &alt_names,
             days_from_now(days),
+            &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
         )?;
         issued.csr_path = csr_path;
         tracing::info!(name = %issued.name, serial = %issued.serial, "signed a request");
@@ -479,8 +481,9 @@ impl Ca {
         Ok(())
     }
 
-    /// Signs under the lock: takes the serial, writes `newcerts/SERIAL.pem`, `serial`,
-    /// `index.txt`, then `certs/NAME.cert.pem`.
+    /// Signs under the lock, then writes: `extra_files` (key, request; never replacing a
+    /// file), `newcerts/SERIAL.pem`, `serial`, `index.txt`, and last `certs/NAME.cert.pem`.
+    /// Nothing is written unless signing succeeded.
     #[allow(clippy::too_many_arguments)]
     fn sign_locked(
         &self,
@@ -491,6 +494,7 @@ impl Ca {
         profile: Profile,
         alt_names: &[AltName],
         validity: Validity,
+        extra_files: &[(PathBuf, Vec<u8>, FileMode)],
     ) -> anyhow::Result<Issued> {
         let serial_path = layout::serial_path(&self.dir);
         let serial = database::read_counter(&serial_path)?;
@@ -518,6 +522,13 @@ impl Ca {
         self.check_issuer_name(cert.der())?;
 
         let pem_text = cert.pem();
+        for (path, contents, mode) in extra_files {
+            if *mode == FileMode::Private {
+                write_new(path, contents, *mode)?;
+            } else {
+                write_atomic(path, contents, *mode)?;
+            }
+        }
         write_atomic(
             &layout::newcert_path(&self.dir, &serial.to_string()),
             pem_text.as_bytes(),
