@@ -142,7 +142,7 @@ fn certificate_summary(der: &[u8]) -> anyhow::Result<String> {
     )?;
     let not_before = cert.validity().not_before.to_datetime();
     let not_after = cert.validity().not_after.to_datetime();
-    writeln!(out, "  not before   {}", not_before)?;
+    writeln!(out, "  not before   {}", format_utc(not_before))?;
     writeln!(
         out,
         "  not after    {} ({})",
@@ -215,7 +215,11 @@ fn crl_summary(der: &[u8]) -> anyhow::Result<String> {
     if let Some(number) = crl.crl_number() {
         writeln!(out, "  number       {number:X}")?;
     }
-    writeln!(out, "  this update  {}", crl.last_update().to_datetime())?;
+    writeln!(
+        out,
+        "  this update  {}",
+        format_utc(crl.last_update().to_datetime())
+    )?;
     if let Some(next) = crl.next_update() {
         let next = next.to_datetime();
         let state = if next < OffsetDateTime::now_utc() {
@@ -223,7 +227,7 @@ fn crl_summary(der: &[u8]) -> anyhow::Result<String> {
         } else {
             ""
         };
-        writeln!(out, "  next update  {next}{state}")?;
+        writeln!(out, "  next update  {}{state}", format_utc(next))?;
     }
     let revoked: Vec<_> = crl.iter_revoked_certificates().collect();
     writeln!(out, "  revoked      {}", revoked.len())?;
@@ -236,7 +240,7 @@ fn crl_summary(der: &[u8]) -> anyhow::Result<String> {
             out,
             "    {}  {}{reason}",
             Serial::from_bytes(entry.raw_serial()),
-            entry.revocation_date.to_datetime()
+            format_utc(entry.revocation_date.to_datetime())
         )?;
     }
     Ok(out)
@@ -318,6 +322,18 @@ fn time_left(not_before: OffsetDateTime, not_after: OffsetDateTime) -> String {
         return format!("EXPIRED {} days ago", (now - not_after).whole_days());
     }
     format!("{} days left", (not_after - now).whole_days())
+}
+
+/// `2026-12-04 15:43:46 UTC`.
+pub fn format_utc(time: OffsetDateTime) -> String {
+    let time = time.to_offset(::time::UtcOffset::UTC);
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        time.date(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
 }
 
 /// `AB:CD:...` uppercase hex.

@@ -158,7 +158,7 @@ fn explain(
         ),
         Error::CertNotValidYet { .. } => format!(
             "{cert} is not valid before {}; check this machine's clock or wait",
-            leaf.validity().not_before.to_datetime()
+            super::inspect::format_utc(leaf.validity().not_before.to_datetime())
         ),
         Error::CertRevoked => format!(
             "{cert} (serial {}) is revoked in {}; issue a new certificate and use that",
