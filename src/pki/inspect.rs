@@ -58,8 +58,14 @@ pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let width = rows
+        .iter()
+        .map(|r| r.subject.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     println!(
-        "{:<8} {:<8} {:<11} {:<40} FILE",
+        "{:<8} {:<8} {:<11} {:<width$} FILE",
         "SERIAL", "STATUS", "NOT AFTER", "SUBJECT"
     );
     for row in rows {
@@ -74,7 +80,7 @@ pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
             .map(|f| f.strip_prefix(dir).unwrap_or(f).display().to_string())
             .unwrap_or_else(|| "-".to_owned());
         println!(
-            "{:<8} {:<8} {:<11} {:<40} {file}",
+            "{:<8} {:<8} {:<11} {:<width$} {file}",
             row.serial,
             status,
             row.not_after.date(),
@@ -146,7 +152,7 @@ fn certificate_summary(der: &[u8]) -> anyhow::Result<String> {
     writeln!(
         out,
         "  not after    {} ({})",
-        not_after,
+        format_utc(not_after),
         time_left(not_before, not_after)
     )?;
     writeln!(out, "  key          {}", key_description(cert.public_key()))?;
