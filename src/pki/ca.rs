@@ -1,0 +1,801 @@
+//! The certificate authority: `init`, `open`, issuing, signing requests, revoking and CRLs.
+//!
+//! Every file is written atomically; `index.txt`, `serial` and `crlnumber` change only under
+//! the directory lock. Certificates are ordered so that an interrupted command leaves a
+//! directory both we and `openssl ca` can use: the certificate copies and the counters are
+//! written before `certs/NAME.cert.pem`, which marks a finished issue.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rcgen::{CertificateParams, Issuer, KeyPair, PublicKeyData, SerialNumber};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer;
+
+use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
+use super::fsutil::{DirLock, FileMode, write_atomic, write_new};
+use super::keys::{self, KeyType, Passphrase};
+use super::profile::{self, AltName, IssuerInfo, Profile};
+use super::subject::{Field, Subject};
+use super::{config, layout};
+
+/// Options of [`Ca::init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// CN of the CA; by default `wstunnel Development Root CA`.
+    pub common_name: Option<String>,
+    /// The whole subject; by default the walkthrough's (C=GB, ST=England,
+    /// O=wstunnel development) with the CN.
+    pub subject: Option<Subject>,
+    /// By default rsa4096, as in the walkthrough.
+    pub key_type: KeyType,
+    /// Validity in days; by default 7300.
+    pub days: u32,
+    /// Encrypts `private/ca.key.pem` with this passphrase; by default it is not encrypted.
+    pub encrypt_key: Option<Passphrase>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            common_name: None,
+            subject: None,
+            key_type: KeyType::Rsa4096,
+            days: 7300,
+            encrypt_key: None,
+        }
+    }
+}
+
+/// An explicit validity window (for expired or not-yet-valid test fixtures).
+#[derive(Clone, Copy, Debug)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// What to issue with [`Ca::issue`].
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// File stem: `private/NAME.pem`, `csr/NAME.csr.pem`, `certs/NAME.cert.pem`.
+    pub name: String,
+    pub profile: Profile,
+    /// CN; by default NAME (or the CN of `subject`).
+    pub cn: Option<String>,
+    /// The whole subject; by default the walkthrough's with the CN.
+    pub subject: Option<Subject>,
+    /// Extra subjectAltNames. Server certificates always get `localhost`, `127.0.0.1`, `::1`.
+    pub sans: Vec<AltName>,
+    /// Validity in days from now; by default 375. Ignored when `validity` is set.
+    pub days: u32,
+    /// By default rsa2048.
+    pub key_type: KeyType,
+    /// An explicit window instead of now..now+days.
+    pub validity: Option<Validity>,
+}
+
+impl IssueRequest {
+    /// A request with the walkthrough's defaults.
+    pub fn new(name: impl Into<String>, profile: Profile) -> IssueRequest {
+        IssueRequest {
+            name: name.into(),
+            profile,
+            cn: None,
+            subject: None,
+            sans: Vec::new(),
+            days: 375,
+            key_type: KeyType::Rsa2048,
+            validity: None,
+        }
+    }
+}
+
+/// A certificate that was issued.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Issued {
+    pub name: String,
+    #[serde(serialize_with = "serialize_display")]
+    pub serial: Serial,
+    pub subject: String,
+    pub cert_path: PathBuf,
+    /// None for `sign-csr`, where the key stays with whoever made the request.
+    pub key_path: Option<PathBuf>,
+    pub csr_path: PathBuf,
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// Serialises a time as RFC 3339 (serde helper).
+pub(crate) fn serialize_rfc3339<S: serde::Serializer>(
+    value: &OffsetDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let text = value
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
+}
+
+/// Serialises an optional time as RFC 3339 or null (serde helper).
+pub(crate) fn serialize_rfc3339_option<S: serde::Serializer>(
+    value: &Option<OffsetDateTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serialize_rfc3339(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Which certificate to revoke.
+#[derive(Clone, Debug)]
+pub enum RevokeTarget {
+    /// The certificate in `certs/NAME.cert.pem`.
+    Name(String),
+    /// Any certificate in `index.txt`.
+    Serial(Serial),
+}
+
+/// A CRL that was written.
+#[derive(Clone, Debug)]
+pub struct CrlInfo {
+    pub path: PathBuf,
+    pub number: Serial,
+    pub revoked: usize,
+}
+
+/// An opened CA directory with its certificate and key.
+pub struct Ca {
+    dir: PathBuf,
+    cert_der: Vec<u8>,
+    key: KeyPair,
+    issuer_info: IssuerInfo,
+    subject_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// Creates a CA in `dir` (created if missing): the walkthrough's layout, `openssl.cnf`,
+    /// `serial` 1000, `crlnumber`, an empty `index.txt`, the CA key and self-signed certificate
+    /// (`v3_ca`), and an initial empty CRL numbered 1000 (so `crlnumber` then holds 1001).
+    ///
+    /// # Errors
+    /// Refuses a directory that already holds a CA, a path that is a file, or a directory that
+    /// is not writable; in those cases nothing is written.
+    pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "{} exists and is not a directory; pick a directory for the CA",
+                dir.display()
+            );
+        }
+        for marker in [
+            layout::ca_cert_path(dir),
+            layout::ca_key_path(dir),
+            layout::index_path(dir),
+        ] {
+            if marker.exists() {
+                bail!(
+                    "{} already holds a CA ({} exists); use it with --dir {}, or give `pki init` \
+                     an empty directory",
+                    dir.display(),
+                    marker.display(),
+                    dir.display()
+                );
+            }
+        }
+        let subject = init_subject(&options)?;
+        let created_dir = !dir.exists();
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        let cnf = config::openssl_cnf(&dir);
+        let cnf = match cnf {
+            Ok(cnf) => cnf,
+            Err(error) => {
+                if created_dir {
+                    let _ = fs::remove_dir(&dir);
+                }
+                return Err(error);
+            }
+        };
+        // The lock file is the first write: a read-only directory fails here, unchanged.
+        let _lock = DirLock::acquire(&layout::lock_path(&dir))?;
+
+        for sub in layout::SUBDIRS {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        fs::set_permissions(dir.join("private"), fs::Permissions::from_mode(0o700))
+            .context("cannot make private/ mode 0700")?;
+        write_atomic(&layout::config_path(&dir), cnf.as_bytes(), FileMode::Public)?;
+        database::write_counter(
+            &layout::serial_path(&dir),
+            &Serial::from_bytes(&[0x10, 0x00]),
+        )?;
+        database::write_counter(
+            &layout::crlnumber_path(&dir),
+            &Serial::from_bytes(&[0x10, 0x00]),
+        )?;
+        write_atomic(&layout::index_path(&dir), b"", FileMode::Public)?;
+        write_atomic(
+            &layout::index_attr_path(&dir),
+            b"unique_subject = no\n",
+            FileMode::Public,
+        )?;
+
+        let key = options.key_type.generate()?;
+        let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
+        write_new(
+            &layout::ca_key_path(&dir),
+            key_pem.as_bytes(),
+            FileMode::Private,
+        )?;
+
+        let now = now_seconds();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject.to_rcgen()?;
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
+        params.not_before = now;
+        params.not_after = now + Duration::days(i64::from(options.days));
+        params.custom_extensions = profile::ca_extensions(key.public_key_raw());
+        let cert = params
+            .self_signed(&key)
+            .context("cannot sign the CA certificate")?;
+        write_new(
+            &layout::ca_cert_path(&dir),
+            cert.pem().as_bytes(),
+            FileMode::Public,
+        )?;
+
+        let ca = Ca::from_parts(&dir, cert.der().to_vec(), key)?;
+        ca.gen_crl_locked(30)?;
+        tracing::info!(dir = %dir.display(), "created the CA");
+        Ok(ca)
+    }
+
+    /// Opens the CA in `dir`, reading `certs/ca.cert.pem` and `private/ca.key.pem` (PKCS#8,
+    /// PKCS#1, SEC1, or encrypted PKCS#8 with `passin`).
+    ///
+    /// # Errors
+    /// Fails if `dir` holds no CA, a file is unreadable or damaged, the key is encrypted and
+    /// no passphrase is given, or the key does not match the certificate.
+    pub fn open(dir: &Path, passin: Option<&Passphrase>) -> anyhow::Result<Ca> {
+        let cert_path = layout::ca_cert_path(dir);
+        if !cert_path.exists() {
+            bail!(
+                "{} holds no CA ({} is missing); create one with `wstunnel pki init {}` or point \
+                 --dir at an existing CA",
+                dir.display(),
+                cert_path.display(),
+                dir.display()
+            );
+        }
+        let cert_der = read_certificate_pem(&cert_path)?;
+        let key_path = layout::ca_key_path(dir);
+        let key = keys::load_key(&key_path, passin)?.key_pair;
+        let ca = Ca::from_parts(dir, cert_der, key)?;
+        Ok(ca)
+    }
+
+    fn from_parts(dir: &Path, cert_der: Vec<u8>, key: KeyPair) -> anyhow::Result<Ca> {
+        let cert_path = layout::ca_cert_path(dir);
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(&cert_der).map_err(|e| {
+                anyhow::anyhow!("{} is not a valid certificate: {e}", cert_path.display())
+            })?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            bail!(
+                "{} does not match the CA certificate {}; restore the key that belongs to it",
+                layout::ca_key_path(dir).display(),
+                cert_path.display()
+            );
+        }
+        let issuer_info = IssuerInfo {
+            key_id: profile::subject_key_id_of(&cert),
+            issuer_name_der: cert.issuer().as_raw().to_vec(),
+            serial: cert.raw_serial().to_vec(),
+        };
+        let subject_der = cert.subject().as_raw().to_vec();
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            cert_der,
+            key,
+            issuer_info,
+            subject_der,
+        })
+    }
+
+    /// The CA directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// DER of the CA certificate.
+    #[allow(dead_code)] // Library API for the tunnel and dev-env subsystems.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// Issues a key, request and certificate for `request.name` with the server or client
+    /// profile, taking the next serial and adding a line to `index.txt`.
+    ///
+    /// # Errors
+    /// Refuses an invalid or existing NAME (saying how to revoke and reissue), a bad subject,
+    /// or an unwritable directory.
+    pub fn issue(&self, request: IssueRequest) -> anyhow::Result<Issued> {
+        layout::validate_name(&request.name)?;
+        self.check_name_free(&request.name)?;
+        let subject = leaf_subject(
+            &request.name,
+            request.cn.as_deref(),
+            request.subject.clone(),
+        )?;
+        let alt_names = match request.profile {
+            Profile::Server => profile::server_alt_names(&request.sans),
+            Profile::Client => request.sans.clone(),
+        };
+        let key = request.key_type.generate()?;
+        let csr_pem = make_request(&subject, &alt_names, &key)?;
+        let key_pem = keys::key_to_pem(key.serialized_der(), None)?;
+
+        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        self.check_name_free(&request.name)?;
+        let key_path = layout::key_path(&self.dir, &request.name);
+        let csr_path = layout::csr_path(&self.dir, &request.name);
+        let validity = request
+            .validity
+            .unwrap_or_else(|| days_from_now(request.days));
+        let mut issued = self.sign_locked(
+            &request.name,
+            &subject,
+            &key,
+            key.public_key_raw(),
+            request.profile,
+            &alt_names,
+            validity,
+            &[
+                (key_path.clone(), key_pem.into_bytes(), FileMode::Private),
+                (csr_path.clone(), csr_pem.into_bytes(), FileMode::Public),
+            ],
+        )?;
+        issued.key_path = Some(key_path);
+        issued.csr_path = csr_path;
+        tracing::info!(name = %issued.name, serial = %issued.serial, "issued a certificate");
+        Ok(issued)
+    }
+
+    /// Signs a PEM certificate request made elsewhere, after checking its signature, with
+    /// the given profile; keeps a copy in `csr/NAME.csr.pem`. The request's subjectAltNames
+    /// are kept (as `openssl ca` with `copy_extensions = copy`); a server certificate whose
+    /// request has none gets `localhost`, `127.0.0.1`, `::1`, plus `extra_sans`.
+    ///
+    /// # Errors
+    /// Fails on a file that is not a request, a bad signature, an invalid or existing NAME.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &[u8],
+        profile: Profile,
+        name: &str,
+        extra_sans: &[AltName],
+        days: u32,
+    ) -> anyhow::Result<Issued> {
+        layout::validate_name(name)?;
+        self.check_name_free(name)?;
+        let blocks = pem::parse_many(csr_pem).context("the PEM armour is damaged")?;
+        let Some(block) = blocks
+            .iter()
+            .find(|b| b.tag().ends_with("CERTIFICATE REQUEST"))
+        else {
+            match blocks.first() {
+                Some(other) => bail!(
+                    "it holds a {:?} PEM block, not a CERTIFICATE REQUEST",
+                    other.tag()
+                ),
+                None => {
+                    bail!("it holds no PEM block (expected -----BEGIN CERTIFICATE REQUEST-----)")
+                }
+            }
+        };
+        let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(
+            block.contents(),
+        )
+        .map_err(|e| anyhow::anyhow!("the request is malformed: {e}"))?;
+        csr.verify_signature().map_err(|_| {
+            anyhow::anyhow!("the request's signature does not verify; it was altered or damaged")
+        })?;
+        let subject = Subject::from_x509(&csr.certification_request_info.subject)?;
+        if subject.common_name().is_none() {
+            bail!("the request has no commonName (CN), which the walkthrough's policy requires");
+        }
+        let mut alt_names = profile::requested_alt_names(&csr)?;
+        for extra in extra_sans {
+            if !alt_names.contains(extra) {
+                alt_names.push(extra.clone());
+            }
+        }
+        if profile == Profile::Server && alt_names.is_empty() {
+            alt_names = profile::server_alt_names(&[]);
+        }
+        let spki = &csr.certification_request_info.subject_pki;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
+            .map_err(|e| anyhow::anyhow!("the request's public key type is not supported: {e}"))?;
+        let copy = pem::encode(&pem::Pem::new(
+            "CERTIFICATE REQUEST",
+            block.contents().to_vec(),
+        ));
+
+        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        self.check_name_free(name)?;
+        let csr_path = layout::csr_path(&self.dir, name);
+        let mut issued = self.sign_locked(
+            name,
+            &subject,
+            &public_key,
+            spki.subject_public_key.data.as_ref(),
+            profile,
+            &alt_names,
+            days_from_now(days),
+            &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
+        )?;
+        issued.csr_path = csr_path;
+        tracing::info!(name = %issued.name, serial = %issued.serial, "signed a request");
+        Ok(issued)
+    }
+
+    fn check_name_free(&self, name: &str) -> anyhow::Result<()> {
+        let cert = layout::cert_path(&self.dir, name);
+        if cert.exists() {
+            bail!(
+                "{} already exists; to replace it run `wstunnel pki revoke {name}` (which moves \
+                 its files aside) and issue it again, or choose another NAME",
+                cert.display()
+            );
+        }
+        let key = layout::key_path(&self.dir, name);
+        if key.exists() {
+            bail!(
+                "{} exists without {} (an interrupted run?); remove it or choose another NAME",
+                key.display(),
+                cert.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Signs under the lock, then writes: `extra_files` (key, request; never replacing a
+    /// file), `newcerts/SERIAL.pem`, `serial`, `index.txt`, and last `certs/NAME.cert.pem`.
+    /// Nothing is written unless signing succeeded.
+    #[allow(clippy::too_many_arguments)]
+    fn sign_locked(
+        &self,
+        name: &str,
+        subject: &Subject,
+        public_key: &impl PublicKeyData,
+        subject_public_key: &[u8],
+        profile: Profile,
+        alt_names: &[AltName],
+        validity: Validity,
+        extra_files: &[(PathBuf, Vec<u8>, FileMode)],
+    ) -> anyhow::Result<Issued> {
+        let serial_path = layout::serial_path(&self.dir);
+        let serial = database::read_counter(&serial_path)?;
+        let mut index = Index::load(&self.dir)?;
+        if index.entries.iter().any(|e| e.serial == serial) {
+            bail!(
+                "serial {serial} from {} is already in index.txt; set {} to a higher hex number",
+                serial_path.display(),
+                serial_path.display()
+            );
+        }
+
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject.to_rcgen()?;
+        params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        params.custom_extensions =
+            profile::leaf_extensions(profile, subject_public_key, &self.issuer_info, alt_names)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.key)
+            .context("cannot use the CA certificate as issuer")?;
+        let cert = params
+            .signed_by(public_key, &issuer)
+            .context("cannot sign the certificate")?;
+        self.check_issuer_name(cert.der())?;
+
+        let pem_text = cert.pem();
+        for (path, contents, mode) in extra_files {
+            if *mode == FileMode::Private {
+                write_new(path, contents, *mode)?;
+            } else {
+                write_atomic(path, contents, *mode)?;
+            }
+        }
+        write_atomic(
+            &layout::newcert_path(&self.dir, &serial.to_string()),
+            pem_text.as_bytes(),
+            FileMode::Public,
+        )?;
+        database::write_counter(&serial_path, &serial.next())?;
+        index.entries.push(IndexEntry::valid(
+            serial.clone(),
+            validity.not_after,
+            subject.oneline(),
+        ));
+        index.save(&self.dir)?;
+        let cert_path = layout::cert_path(&self.dir, name);
+        write_new(&cert_path, pem_text.as_bytes(), FileMode::Public)?;
+        Ok(Issued {
+            name: name.to_owned(),
+            serial,
+            subject: subject.oneline(),
+            cert_path,
+            key_path: None,
+            csr_path: PathBuf::new(),
+            not_after: validity.not_after,
+        })
+    }
+
+    /// OpenSSL and rustls chain by comparing the issuer name bytes with the CA's subject
+    /// bytes, so a re-encoded name would break verification.
+    fn check_issuer_name(&self, der: &[u8]) -> anyhow::Result<()> {
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|e| anyhow::anyhow!("the new certificate does not parse: {e}"))?;
+        if cert.issuer().as_raw() != self.subject_der.as_slice() {
+            bail!(
+                "the CA subject in {} uses an encoding this tool cannot reproduce (multi-valued \
+                 or unusual string types); issue with `openssl ca` instead",
+                layout::ca_cert_path(&self.dir).display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Marks a certificate revoked in `index.txt` (now, with the reason) and regenerates the
+    /// CRL (30 days). Revoking by NAME also moves its files aside
+    /// (`NAME.revoked-SERIAL.cert.pem`, `.pem`, `.csr.pem`) so the NAME can be issued again.
+    ///
+    /// # Errors
+    /// Fails if the certificate is unknown or already revoked.
+    pub fn revoke(
+        &self,
+        target: &RevokeTarget,
+        reason: Option<RevocationReason>,
+    ) -> anyhow::Result<(Serial, CrlInfo)> {
+        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let serial = match target {
+            RevokeTarget::Serial(serial) => serial.clone(),
+            RevokeTarget::Name(name) => {
+                layout::validate_name(name)?;
+                let path = layout::cert_path(&self.dir, name);
+                if !path.exists() {
+                    bail!(
+                        "{} does not exist; see `wstunnel pki list` for what was issued, or \
+                         revoke by --serial HEX",
+                        path.display()
+                    );
+                }
+                let der = read_certificate_pem(&path)?;
+                let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der)
+                    .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
+                Serial::from_bytes(cert.raw_serial())
+            }
+        };
+        let mut index = Index::load(&self.dir)?;
+        let Some(entry) = index.find_mut(&serial) else {
+            bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
+        };
+        if entry.status == Status::Revoked {
+            bail!("serial {serial} ({}) is already revoked", entry.subject);
+        }
+        entry.revoke(now_seconds(), reason);
+        index.save(&self.dir)?;
+        if let RevokeTarget::Name(name) = target {
+            self.move_aside(name, &serial)?;
+        }
+        let crl = self.gen_crl_locked(30)?;
+        tracing::info!(%serial, "revoked a certificate");
+        Ok((serial, crl))
+    }
+
+    fn move_aside(&self, name: &str, serial: &Serial) -> anyhow::Result<()> {
+        let aside = format!("{name}.revoked-{serial}");
+        let moves = [
+            (
+                layout::cert_path(&self.dir, name),
+                layout::cert_path(&self.dir, &aside),
+            ),
+            (
+                layout::key_path(&self.dir, name),
+                layout::key_path(&self.dir, &aside),
+            ),
+            (
+                layout::csr_path(&self.dir, name),
+                layout::csr_path(&self.dir, &aside),
+            ),
+            (
+                layout::p12_path(&self.dir, name),
+                layout::p12_path(&self.dir, &aside),
+            ),
+        ];
+        for (from, to) in moves {
+            if from.exists() {
+                fs::rename(&from, &to).with_context(|| {
+                    format!("cannot move {} to {}", from.display(), to.display())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a v2 CRL (`crl_ext`: authorityKeyIdentifier keyid, then the CRL number from
+    /// `crlnumber`, which is then incremented) listing every revoked serial of `index.txt`
+    /// with its time and reason, valid for `days`.
+    ///
+    /// # Errors
+    /// Fails if the database or counter is damaged or the directory is not writable.
+    pub fn gen_crl(&self, days: u32) -> anyhow::Result<CrlInfo> {
+        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        self.gen_crl_locked(days)
+    }
+
+    fn gen_crl_locked(&self, days: u32) -> anyhow::Result<CrlInfo> {
+        let number_path = layout::crlnumber_path(&self.dir);
+        let number = if number_path.exists() {
+            database::read_counter(&number_path)?
+        } else {
+            Serial::from_bytes(&[0x10, 0x00])
+        };
+        let index = Index::load(&self.dir)?;
+        let revoked: Vec<rcgen::RevokedCertParams> = index
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let (time, reason) = entry.revoked?;
+                Some(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(entry.serial.as_bytes()),
+                    revocation_time: time,
+                    reason_code: reason.map(RevocationReason::to_rcgen),
+                    invalidity_date: None,
+                })
+            })
+            .collect();
+        let now = now_seconds();
+        let key_id = self
+            .issuer_info
+            .key_id
+            .clone()
+            .unwrap_or_else(|| profile::key_id(self.key.public_key_raw()));
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(i64::from(days.max(1))),
+            crl_number: SerialNumber::from_slice(number.as_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::PreSpecified(key_id),
+        };
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.key)
+            .context("cannot use the CA certificate as issuer")?;
+        let crl = params.signed_by(&issuer).context("cannot sign the CRL")?;
+        let pem_text = crl.pem().context("cannot encode the CRL")?;
+        let path = layout::crl_path(&self.dir);
+        write_atomic(&path, pem_text.as_bytes(), FileMode::Public)?;
+        database::write_counter(&number_path, &number.next())?;
+        Ok(CrlInfo {
+            path,
+            number,
+            revoked: params.revoked_certs.len(),
+        })
+    }
+}
+
+fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {
+    let common_name = options
+        .common_name
+        .as_deref()
+        .unwrap_or("wstunnel Development Root CA");
+    let mut subject = match &options.subject {
+        Some(subject) => subject.clone(),
+        None => Subject::walkthrough_default(common_name),
+    };
+    if options.common_name.is_some() || subject.common_name().is_none() {
+        subject.set(Field::CommonName, common_name);
+    }
+    subject.to_rcgen()?;
+    Ok(subject)
+}
+
+fn leaf_subject(name: &str, cn: Option<&str>, subject: Option<Subject>) -> anyhow::Result<Subject> {
+    let mut subject = subject.unwrap_or_else(|| Subject::walkthrough_default(name));
+    if let Some(cn) = cn {
+        subject.set(Field::CommonName, cn);
+    } else if subject.common_name().is_none() {
+        subject.set(Field::CommonName, name);
+    }
+    subject.to_rcgen()?;
+    Ok(subject)
+}
+
+fn make_request(subject: &Subject, alt_names: &[AltName], key: &KeyPair) -> anyhow::Result<String> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject.to_rcgen()?;
+    for name in alt_names {
+        params.subject_alt_names.push(match name {
+            AltName::Dns(dns) => rcgen::SanType::DnsName(
+                dns.as_str()
+                    .try_into()
+                    .context("a DNS subjectAltName is not ASCII")?,
+            ),
+            AltName::Ip(ip) => rcgen::SanType::IpAddress(*ip),
+        });
+    }
+    let csr = params
+        .serialize_request(key)
+        .context("cannot make the certificate request")?;
+    csr.pem().context("cannot encode the certificate request")
+}
+
+/// Reads the first CERTIFICATE block of a PEM file.
+///
+/// # Errors
+/// Names the file if it is unreadable or holds no certificate.
+pub fn read_certificate_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let blocks = pem::parse_many(&text)
+        .with_context(|| format!("{} is not PEM (its armour is damaged)", path.display()))?;
+    match blocks.iter().find(|b| b.tag() == "CERTIFICATE") {
+        Some(block) => Ok(block.contents().to_vec()),
+        None => match blocks.first() {
+            Some(other) => bail!(
+                "{} holds a {:?} block, not a CERTIFICATE",
+                path.display(),
+                other.tag()
+            ),
+            None => bail!(
+                "{} holds no PEM block (expected a CERTIFICATE)",
+                path.display()
+            ),
+        },
+    }
+}
+
+/// The current time truncated to whole seconds (X.509 times have no fractions).
+pub fn now_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+fn days_from_now(days: u32) -> Validity {
+    let now = now_seconds();
+    Validity {
+        not_before: now,
+        not_after: now + Duration::days(i64::from(days)),
+    }
+}
+
+fn random_serial() -> anyhow::Result<[u8; 20]> {
+    let mut serial = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut serial).map_err(|_| anyhow::anyhow!("the random source failed"))?;
+    // 159 random bits like `openssl req -x509`: positive and at most 20 bytes.
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    Ok(serial)
+}

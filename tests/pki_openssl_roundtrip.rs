@@ -1,0 +1,339 @@
+//! The directory stays OpenSSL's: `openssl verify` accepts what we issue and sees our
+//! revocations, `openssl ca` works on our directory and we continue after it, and we continue
+//! on a directory the walkthrough's commands created.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn verify(dir: &Path, purpose: &str, cert: &str) -> Run {
+    openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca.cert.pem",
+            "-CRLfile",
+            "crl/ca.crl.pem",
+            "-crl_check",
+            "-purpose",
+            purpose,
+            cert,
+        ],
+    )
+}
+
+#[test]
+fn openssl_verify_accepts_our_certificates_and_rejects_revoked_ones_as_revoked() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-server"]);
+    pki_ok(
+        &dir,
+        &[
+            "issue-server",
+            "edge",
+            "--key-type",
+            "ecdsa-p256",
+            "--san",
+            "*.example.test",
+        ],
+    );
+    pki_ok(&dir, &["issue-client", "alice"]);
+    pki_ok(&dir, &["issue-client", "bob", "--key-type", "ecdsa-p384"]);
+    pki_ok(&dir, &["issue-client", "carol", "--key-type", "ed25519"]);
+    pki_ok(&dir, &["issue-client", "mallory"]);
+
+    pki_ok(&dir, &["revoke", "mallory", "--reason", "keyCompromise"]);
+
+    for server in ["certs/wstunnel-server.cert.pem", "certs/edge.cert.pem"] {
+        let run = verify(&dir, "sslserver", server);
+        assert!(run.success, "{server}: {}{}", run.stdout, run.stderr);
+    }
+    for client in [
+        "certs/alice.cert.pem",
+        "certs/bob.cert.pem",
+        "certs/carol.cert.pem",
+    ] {
+        let run = verify(&dir, "sslclient", client);
+        assert!(run.success, "{client}: {}{}", run.stdout, run.stderr);
+    }
+    let revoked = verify(&dir, "sslclient", "newcerts/1005.pem");
+    assert!(!revoked.success);
+    assert!(
+        revoked.stdout.contains("certificate revoked")
+            || revoked.stderr.contains("certificate revoked")
+    );
+    let misused = verify(&dir, "sslclient", "certs/wstunnel-server.cert.pem");
+    assert!(
+        !misused.success,
+        "a server certificate must not pass as a client"
+    );
+}
+
+#[test]
+fn openssl_ca_issues_revokes_and_gencrls_on_our_directory_and_we_continue() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "ours-1"]);
+    openssl_ok(&dir, &["genrsa", "-out", "private/theirs.pem", "2048"]);
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-config",
+            "openssl.cnf",
+            "-key",
+            "private/theirs.pem",
+            "-new",
+            "-sha256",
+            "-out",
+            "csr/theirs.csr.pem",
+            "-subj",
+            "/CN=theirs",
+        ],
+    );
+
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "client_cert",
+            "-days",
+            "375",
+            "-notext",
+            "-md",
+            "sha256",
+            "-in",
+            "csr/theirs.csr.pem",
+            "-out",
+            "certs/theirs.cert.pem",
+            "-batch",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/ours-1.cert.pem",
+            "-crl_reason",
+            "superseded",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "crl/ca.crl.pem",
+        ],
+    );
+    let issued = pki_ok(&dir, &["issue-client", "ours-2"]);
+    pki_ok(
+        &dir,
+        &["revoke", "theirs", "--reason", "cessationOfOperation"],
+    );
+
+    assert!(issued.stdout.contains("serial 1002"), "{}", issued.stdout);
+    let lines = index_lines(&dir);
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("R\t") && lines[0].contains(",superseded\t1000\t"));
+    assert!(lines[1].starts_with("R\t") && lines[1].contains(",cessationOfOperation\t1001\t"));
+    assert!(lines[2].starts_with("V\t") && lines[2].contains("\t1002\tunknown\t"));
+    assert_eq!(counter(&dir, "serial"), "1003");
+    // init used 1000, openssl's -gencrl 1001, our revoke 1002.
+    assert_eq!(counter(&dir, "crlnumber"), "1003");
+    let crl = openssl_ok(&dir, &["crl", "-noout", "-text", "-in", "crl/ca.crl.pem"]);
+    assert!(
+        crl.contains("X509v3 CRL Number: \n                4098"),
+        "{crl}"
+    );
+    assert!(
+        crl.contains("Superseded") && crl.contains("Cessation Of Operation"),
+        "{crl}"
+    );
+    assert!(verify(&dir, "sslclient", "certs/ours-2.cert.pem").success);
+    assert!(!verify(&dir, "sslclient", "newcerts/1001.pem").success);
+    let list = pki_ok(&dir, &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let statuses: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["revoked", "revoked", "valid"]);
+}
+
+#[test]
+fn we_continue_on_a_walkthrough_directory_with_pkcs1_and_pkcs8_keys() {
+    for traditional_ca_key in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = walkthrough_ca_with_key_form(root.path(), "", "2048", traditional_ca_key);
+        walkthrough_issue(
+            &dir,
+            "wstunnel-server",
+            "server_cert",
+            "/C=GB/ST=England/O=wstunnel development/CN=wstunnel Development Server",
+            &[],
+            false,
+        );
+        walkthrough_issue(
+            &dir,
+            "wstunnel-client-1",
+            "client_cert",
+            "/C=GB/ST=England/O=wstunnel development/CN=wstunnel Development Client 1",
+            &[],
+            true,
+        );
+        let ca_key = std::fs::read_to_string(dir.join("private/ca.key.pem")).unwrap();
+        let client_key =
+            std::fs::read_to_string(dir.join("private/wstunnel-client-1.pem")).unwrap();
+        assert_eq!(
+            ca_key.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            traditional_ca_key
+        );
+        assert!(client_key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+
+        let issued = pki_ok(&dir, &["issue-client", "client-2"]);
+        pki_ok(&dir, &["revoke", "wstunnel-client-1"]);
+        std::fs::write(root.path().join("pw"), "secret\n").unwrap();
+        pki_ok(
+            &dir,
+            &[
+                "export-p12",
+                "wstunnel-server",
+                "--password-file",
+                root.path().join("pw").to_str().unwrap(),
+            ],
+        );
+
+        assert!(issued.stdout.contains("serial 1002"), "{}", issued.stdout);
+        assert_eq!(counter(&dir, "serial"), "1003");
+        assert!(verify(&dir, "sslclient", "certs/client-2.cert.pem").success);
+        assert!(verify(&dir, "sslserver", "certs/wstunnel-server.cert.pem").success);
+        let revoked = verify(&dir, "sslclient", "newcerts/1001.pem");
+        assert!(!revoked.success);
+        let lines = index_lines(&dir);
+        assert!(
+            lines[1].starts_with("R\t") && lines[1].contains("\t1001\t"),
+            "{lines:?}"
+        );
+        // openssl carries on after us.
+        openssl_ok(
+            &dir,
+            &[
+                "ca",
+                "-config",
+                "openssl.cnf",
+                "-gencrl",
+                "-out",
+                "crl/ca.crl.pem",
+            ],
+        );
+        openssl_ok(
+            &dir,
+            &[
+                "ca",
+                "-config",
+                "openssl.cnf",
+                "-revoke",
+                "certs/client-2.cert.pem",
+            ],
+        );
+        assert_eq!(index_lines(&dir).len(), 3);
+    }
+}
+
+#[test]
+fn openssl_ca_uses_our_encrypted_ca_key_and_we_use_it_with_passin() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ca");
+    let run = wstunnel(&[
+        "pki",
+        "init",
+        dir.to_str().unwrap(),
+        "--key-type",
+        "ecdsa-p256",
+        "--encrypt-key",
+        "--passout",
+        "pass:correct horse",
+    ]);
+    assert!(run.success, "{}", run.stderr);
+    let key = std::fs::read_to_string(dir.join("private/ca.key.pem")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+
+    openssl_ok(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "private/t.pem",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-config",
+            "openssl.cnf",
+            "-key",
+            "private/t.pem",
+            "-new",
+            "-out",
+            "csr/t.csr.pem",
+            "-subj",
+            "/CN=t",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "client_cert",
+            "-notext",
+            "-in",
+            "csr/t.csr.pem",
+            "-out",
+            "certs/t.cert.pem",
+            "-batch",
+            "-passin",
+            "pass:correct horse",
+        ],
+    );
+    let ours = wstunnel_env(
+        &[
+            "pki",
+            "--dir",
+            dir.to_str().unwrap(),
+            "issue-client",
+            "u",
+            "--passin",
+            "env:CA_PASS",
+        ],
+        &[("CA_PASS", "correct horse")],
+    );
+
+    assert!(ours.success, "{}", ours.stderr);
+    assert_eq!(counter(&dir, "serial"), "1002");
+    assert!(verify(&dir, "sslclient", "certs/t.cert.pem").success);
+    assert!(verify(&dir, "sslclient", "certs/u.cert.pem").success);
+}
