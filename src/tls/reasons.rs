@@ -41,6 +41,15 @@ fn certificate_reason(error: &CertificateError) -> String {
         }
         CertificateError::BadSignature => "client certificate signature is invalid".into(),
         CertificateError::BadEncoding => "client certificate does not parse".into(),
+        CertificateError::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => {
+                "client certificate is a CA certificate (self-signed?), not a client certificate \
+                 issued by a trusted CA (unknown issuer)"
+                    .into()
+            }
+            Some(error) => format!("client certificate rejected: {error}"),
+            None => format!("client certificate rejected: {other}"),
+        },
         other => format!("client certificate rejected: {other:?}"),
     }
 }

@@ -147,7 +147,9 @@ impl Descriptor {
         let (_signature, payload, header) = match (parts.next(), parts.next(), parts.next()) {
             (Some(signature), Some(payload), Some(header)) => (signature, payload, header),
             _ => {
-                return Err("tunnel token is not a JWT (expected three dot-separated parts)".into());
+                return Err(
+                    "tunnel token is not a JWT (expected three dot-separated parts)".into(),
+                );
             }
         };
         let header = URL_SAFE_NO_PAD
