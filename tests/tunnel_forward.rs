@@ -204,47 +204,6 @@ fn socks5_with_login_carries_8_mib_and_refuses_a_wrong_password() {
     assert!(wrong.is_err(), "a wrong password is refused");
 }
 
-/// SOCKS5 handshake with username/password and CONNECT to an IPv4 address.
-fn socks5_connect(
-    port: u16,
-    login: &str,
-    password: &str,
-    destination: std::net::SocketAddr,
-) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut reply = [0u8; 2];
-    stream.write_all(&[5, 1, 2]).unwrap();
-    stream.read_exact(&mut reply).map_err(|e| e.to_string())?;
-    if reply != [5, 2] {
-        return Err(format!("method refused: {reply:?}"));
-    }
-    let mut auth = vec![1, login.len() as u8];
-    auth.extend_from_slice(login.as_bytes());
-    auth.push(password.len() as u8);
-    auth.extend_from_slice(password.as_bytes());
-    stream.write_all(&auth).unwrap();
-    stream.read_exact(&mut reply).map_err(|e| e.to_string())?;
-    if reply != [1, 0] {
-        return Err(format!("authentication refused: {reply:?}"));
-    }
-    let std::net::SocketAddr::V4(v4) = destination else {
-        panic!("IPv4 only")
-    };
-    let mut request = vec![5, 1, 0, 1];
-    request.extend_from_slice(&v4.ip().octets());
-    request.extend_from_slice(&v4.port().to_be_bytes());
-    stream.write_all(&request).unwrap();
-    let mut answer = [0u8; 10];
-    stream.read_exact(&mut answer).map_err(|e| e.to_string())?;
-    if answer[1] != 0 {
-        return Err(format!("request refused: {}", answer[1]));
-    }
-    Ok(stream)
-}
-
 #[test]
 fn restrict_to_rejects_an_unlisted_destination() {
     let temp = tempfile::tempdir().unwrap();

@@ -586,3 +586,101 @@ pub fn round_trip_works(port: u16) -> bool {
     let mut buffer = [0u8; 23];
     stream.read_exact(&mut buffer).is_ok() && &buffer == b"ping through the tunnel"
 }
+
+/// SOCKS5 handshake with username/password and CONNECT to an IPv4 address.
+pub fn socks5_connect(
+    port: u16,
+    login: &str,
+    password: &str,
+    destination: SocketAddr,
+) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = [0u8; 2];
+    stream.write_all(&[5, 1, 2]).unwrap();
+    stream.read_exact(&mut reply).map_err(|e| e.to_string())?;
+    if reply != [5, 2] {
+        return Err(format!("method refused: {reply:?}"));
+    }
+    let mut auth = vec![1, login.len() as u8];
+    auth.extend_from_slice(login.as_bytes());
+    auth.push(password.len() as u8);
+    auth.extend_from_slice(password.as_bytes());
+    stream.write_all(&auth).unwrap();
+    stream.read_exact(&mut reply).map_err(|e| e.to_string())?;
+    if reply != [1, 0] {
+        return Err(format!("authentication refused: {reply:?}"));
+    }
+    let std::net::SocketAddr::V4(v4) = destination else {
+        panic!("IPv4 only")
+    };
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&v4.ip().octets());
+    request.extend_from_slice(&v4.port().to_be_bytes());
+    stream.write_all(&request).unwrap();
+    let mut answer = [0u8; 10];
+    stream.read_exact(&mut answer).map_err(|e| e.to_string())?;
+    if answer[1] != 0 {
+        return Err(format!("request refused: {}", answer[1]));
+    }
+    Ok(stream)
+}
+
+/// Sends datagrams of several sizes through a UDP tunnel port and checks each echo arrives
+/// whole (lost datagrams are retried: the check is about boundaries, not delivery).
+pub fn udp_boundaries_hold(port: u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.connect(("127.0.0.1", port)).unwrap();
+    for (index, size) in [1usize, 100, 1400, 9000, 30000, 60000].iter().enumerate() {
+        let datagram = random_bytes(*size, index as u64 + 10);
+        let mut buffer = vec![0u8; 65536];
+        let received = (0..6).find_map(|_| {
+            socket.send(&datagram).unwrap();
+            socket.recv(&mut buffer).ok()
+        });
+        let length = received.expect("no echo through the UDP tunnel");
+        assert_eq!(
+            length, *size,
+            "datagram of {size} bytes arrived as {length}"
+        );
+        assert_eq!(&buffer[..length], &datagram[..]);
+    }
+}
+
+/// Runs `program args` as a stdio tunnel, pushes `length` bytes through stdin and checks the
+/// echo on stdout by SHA-256.
+pub fn stdio_round_trip(program: &str, arguments: &[String], log: &Path, length: usize) {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut child = Command::new(program)
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let data = random_bytes(length, 99);
+    let to_send = data.clone();
+    let writer = thread::spawn(move || {
+        stdin.write_all(&to_send).unwrap();
+        stdin
+    });
+    let mut received = vec![0u8; length];
+    let read = stdout.read_exact(&mut received);
+    drop(writer.join().unwrap());
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap_or_else(|error| {
+        panic!(
+            "stdio tunnel: {error}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    });
+    assert_eq!(sha256(&received), sha256(&data));
+}
