@@ -333,3 +333,67 @@ fn credentials_and_extra_headers_reach_the_server() {
         "{request}"
     );
 }
+
+#[test]
+fn pings_are_answered_so_an_idle_tunnel_outlives_four_ping_periods() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = echo_server();
+    let (server, server_port) = plain_server(temp.path(), &["--websocket-ping-frequency", "1s"]);
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("tcp://{local}:{echo}"),
+        &["--websocket-ping-frequency", "1"],
+        local,
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"before").unwrap();
+    let mut buffer = [0u8; 6];
+    stream.read_exact(&mut buffer).unwrap();
+
+    // Five ping periods without data: a side that did not answer pings would be dropped.
+    thread::sleep(Duration::from_secs(5));
+    stream.write_all(b"after!").unwrap();
+    stream.read_exact(&mut buffer).unwrap();
+
+    assert_eq!(&buffer, b"after!");
+    assert!(!server.log().contains("three pings unanswered"), "{}", server.log());
+}
+
+#[test]
+fn a_peer_that_never_answers_pings_is_dropped() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = echo_server();
+    let (server, server_port) = plain_server(temp.path(), &["--websocket-ping-frequency", "1s"]);
+    let token = descriptor_for(echo);
+    let mut stream = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+
+    let request = format!(
+        "GET /v1/events HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\
+         sec-websocket-protocol: v1, authorization.bearer.{token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut everything = Vec::new();
+    let ended = stream.read_to_end(&mut everything);
+
+    assert!(ended.is_ok(), "the server closes the connection");
+    assert!(everything.starts_with(b"HTTP/1.1 101"));
+    let pings = everything.windows(2).filter(|pair| pair == &[0x89, 0x00]).count();
+    assert!(pings >= 3, "{pings} pings seen");
+    server.wait_for_log("three pings unanswered");
+}
+
+fn descriptor_for(destination: std::net::SocketAddr) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = format!(
+        r#"{{"id":"raw","p":{{"Tcp":{{"proxy_protocol":false}}}},"r":"{}","rp":{}}}"#,
+        destination.ip(),
+        destination.port()
+    );
+    format!("{}.{}.", engine.encode(r#"{"alg":"HS256"}"#), engine.encode(payload))
+}
