@@ -1,7 +1,216 @@
-//! Command-line arguments of `wstunnel server` and `wstunnel client`.
+//! Command-line arguments of `wstunnel server` and `wstunnel client`, with upstream wstunnel
+//! v10's flag names and defaults.
 
-#[derive(clap::Args)]
-pub struct ServerArgs {}
+use std::path::PathBuf;
+use std::time::Duration;
 
-#[derive(clap::Args)]
-pub struct ClientArgs {}
+use super::spec::{LocalTunnelSpec, ServerUrl};
+
+/// `wstunnel server [OPTIONS] ws[s]://BIND[:PORT]`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on: `ws://BIND[:PORT]` (plain, port 80 by default) or
+    /// `wss://BIND[:PORT]` (TLS, port 443 by default). IPv6 addresses go in brackets.
+    #[arg(value_name = "ws[s]://BIND[:PORT]", value_parser = ServerUrl::parse_str)]
+    pub url: ServerUrl,
+
+    /// Interval of WebSocket pings sent to each client (`30s`, `2m`; `0` disables). By default
+    /// 30 seconds. A client that leaves three pings unanswered is disconnected.
+    #[arg(long, alias = "websocket-ping-frequency-sec", value_name = "DURATION",
+          default_value = "30s", value_parser = parse_duration)]
+    pub websocket_ping_frequency: Duration,
+
+    /// Accepted for compatibility with upstream, where it makes the server unmask incoming
+    /// frames. This server always unmasks masked frames and never masks its own.
+    #[arg(long)]
+    pub websocket_mask_frame: bool,
+
+    /// Only allow tunnels to this `HOST:PORT` (repeatable). By default any destination is
+    /// allowed. A host name only matches requests naming that exact host.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub restrict_to: Vec<String>,
+
+    /// Only allow requests whose upgrade path prefix equals this value (repeatable). By default
+    /// any prefix is allowed (with mTLS the prefix must still equal the certificate CN).
+    #[arg(
+        short = 'r',
+        long,
+        value_name = "PREFIX",
+        env = "WSTUNNEL_RESTRICT_HTTP_UPGRADE_PATH_PREFIX"
+    )]
+    pub restrict_http_upgrade_path_prefix: Vec<String>,
+
+    /// PEM certificate chain of the server (wss only). Overrides the one from --pki.
+    #[arg(long, value_name = "FILE")]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM private key of the server (PKCS#8, PKCS#1 or SEC1). Overrides the one from --pki.
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key: Option<PathBuf>,
+
+    /// PEM bundle of CAs that issue client certificates: turns on mandatory mTLS. Overrides the
+    /// CA from --pki.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_certs: Option<PathBuf>,
+
+    /// PEM certificate revocation list checked for client certificates (repeatable). Replaces
+    /// the CRL from --pki.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_crl: Vec<PathBuf>,
+
+    /// PKI directory (as made by `wstunnel pki`): uses `certs/NAME.cert.pem`,
+    /// `private/NAME.pem`, `certs/ca.cert.pem` (client CA, mTLS on) and `crl/ca.crl.pem`.
+    #[arg(long, value_name = "DIR")]
+    pub pki: Option<PathBuf>,
+
+    /// Certificate name inside --pki. By default `wstunnel-server`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "wstunnel-server",
+        requires = "pki"
+    )]
+    pub pki_server: String,
+}
+
+/// `wstunnel client [OPTIONS] ws[s]://HOST[:PORT]`.
+#[derive(clap::Args, Debug)]
+pub struct ClientArgs {
+    /// Server to connect to: `ws://HOST[:PORT]` or `wss://HOST[:PORT]`.
+    #[arg(value_name = "ws[s]://HOST[:PORT]", value_parser = ServerUrl::parse_str)]
+    pub url: ServerUrl,
+
+    /// Forward tunnel (repeatable): `tcp://[BIND:]PORT:HOST:PORT`,
+    /// `udp://[BIND:]PORT:HOST:PORT[?timeout_sec=N]`,
+    /// `socks5://[BIND:]PORT[?login=U&password=P]`, `stdio://HOST:PORT`,
+    /// `unix://PATH:HOST:PORT`.
+    #[arg(short = 'L', long = "local-to-remote", value_name = "SPEC",
+          value_parser = LocalTunnelSpec::parse_str)]
+    pub local_to_remote: Vec<LocalTunnelSpec>,
+
+    /// Path prefix of the upgrade request (`/PREFIX/events`). By default `v1`; with a client
+    /// certificate the default is replaced by the certificate's CN, percent-encoded.
+    #[arg(
+        short = 'P',
+        long,
+        value_name = "PREFIX",
+        default_value = "v1",
+        env = "WSTUNNEL_HTTP_UPGRADE_PATH_PREFIX"
+    )]
+    pub http_upgrade_path_prefix: String,
+
+    /// Send `Authorization: Basic base64(USER[:PASS])` with each upgrade request.
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub http_upgrade_credentials: Option<String>,
+
+    /// Extra request header `NAME: VALUE` (repeatable; the last of a name wins). A `Host`
+    /// header replaces the Host sent.
+    #[arg(short = 'H', long = "http-headers", value_name = "NAME: VALUE",
+          value_parser = parse_header)]
+    pub http_headers: Vec<(String, String)>,
+
+    /// Interval of WebSocket pings (`30s`, `2m`; `0` disables). By default 30 seconds.
+    #[arg(long, alias = "websocket-ping-frequency-sec", value_name = "DURATION",
+          default_value = "30s", value_parser = parse_duration)]
+    pub websocket_ping_frequency: Duration,
+
+    /// Mask outgoing WebSocket frames. Off by default, as upstream: an upstream server only
+    /// unmasks when it runs with --websocket-mask-frame too.
+    #[arg(long)]
+    pub websocket_mask_frame: bool,
+
+    /// How long connecting to the server (TCP, TLS and upgrade) may take before the tunnel
+    /// fails. By default 10 seconds.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Verify the server certificate against the system CA store (off by default, as
+    /// upstream). --tls-ca-certs and --pki turn verification on with their own CA.
+    #[arg(long)]
+    pub tls_verify_certificate: bool,
+
+    /// PEM bundle of CAs trusted for the server certificate; turns verification on.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_certs: Option<PathBuf>,
+
+    /// Server name to send in SNI (and verify, if verifying) instead of the URL host.
+    #[arg(long, value_name = "DNS_NAME", conflicts_with = "tls_sni_disable")]
+    pub tls_sni_override: Option<String>,
+
+    /// Send no SNI.
+    #[arg(long)]
+    pub tls_sni_disable: bool,
+
+    /// PEM client certificate chain (mTLS). Overrides the one from --pki.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key")]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM private key of the client certificate. Overrides the one from --pki.
+    #[arg(long, value_name = "FILE", requires = "tls_certificate")]
+    pub tls_private_key: Option<PathBuf>,
+
+    /// PKI directory (as made by `wstunnel pki`): presents `certs/NAME.cert.pem` with
+    /// `private/NAME.pem` and verifies the server against `certs/ca.cert.pem`.
+    #[arg(long, value_name = "DIR", requires = "pki_client")]
+    pub pki: Option<PathBuf>,
+
+    /// Client certificate name inside --pki.
+    #[arg(long, value_name = "NAME", requires = "pki")]
+    pub pki_client: Option<String>,
+}
+
+/// Parses upstream's duration syntax: an integer with an optional `s`, `m` or `h` suffix
+/// (bare numbers are seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((index, 's')) => (&text[..index], 1),
+        Some((index, 'm')) => (&text[..index], 60),
+        Some((index, 'h')) => (&text[..index], 3600),
+        _ => (text, 1),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use a number with s, m or h"))?;
+    Ok(Duration::from_secs(value.saturating_mul(unit)))
+}
+
+/// Parses `NAME: VALUE`; the name must be a valid header token.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("header `{text}` has no `:`; write it as `NAME: VALUE`"))?;
+    let valid_token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid_token {
+        return Err(format!(
+            "header name `{name}` is not a valid HTTP header name"
+        ));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(format!("header `{name}` has a line break in its value"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_upstream_suffixes() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn headers_need_a_colon_and_a_token_name() {
+        assert_eq!(parse_header("X-A: b").unwrap(), ("X-A".into(), "b".into()));
+        assert!(parse_header("X A: b").is_err());
+        assert!(parse_header("nocolon").is_err());
+    }
+}

@@ -1,15 +1,217 @@
 //! The tunnel: upstream wstunnel v10 protocol, server, client and local listeners.
+//!
+//! - `spec`: server URLs, `-L` specs, hosts.
+//! - `descriptor`: the JWT tunnel descriptor and the tunnel kinds (`p` claim).
+//! - `http`: the WebSocket upgrade exchange.
+//! - `frame`: WebSocket framing of the data phase.
+//! - `pump`: moving bytes and datagrams, pings, teardown.
+//! - `restrictions`: which tunnels the server allows.
+//! - `server`, `client`, `socks5`: the two roles and the client's SOCKS5 listener.
+//!
+//! Not implemented yet: reverse tunnels (`-R`; the server answers them 400), the restrictions
+//! file, HTTP/2 and WebTransport transports, `-L http://` and `tproxy`, SOCKS5 UDP ASSOCIATE.
 
 pub mod cli;
+mod client;
+mod descriptor;
+mod frame;
+mod http;
+mod pump;
+mod restrictions;
+mod server;
+mod socks5;
+mod spec;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::tls;
+use crate::tls::client::{ClientTlsFiles, ServerVerification};
+use crate::tls::server::{CrlFile, Presence, ServerTlsFiles};
+use frame::Masking;
+use pump::PumpOptions;
+use spec::{Host, Scheme};
+
+/// Characters kept as they are in a path segment (RFC 3986 unreserved); the rest of a CN is
+/// percent-encoded.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Runs `wstunnel server` until it is stopped.
 pub fn run_server(args: cli::ServerArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("`wstunnel server` is not implemented yet")
+    runtime()?.block_on(async move {
+        let bind = match &args.url.host {
+            Host::Ip(ip) => SocketAddr::new(*ip, args.url.port),
+            Host::Domain(name) if name == "localhost" => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.url.port)
+            }
+            Host::Domain(name) => anyhow::bail!(
+                "server address `{name}`: give an IP address to listen on (0.0.0.0, [::], ...)"
+            ),
+        };
+        let tls = match args.url.scheme {
+            Scheme::Wss => Some(tls::server::ServerTls::load(server_tls_files(&args)?)?),
+            Scheme::Ws => {
+                if args.pki.is_some() || args.tls_client_ca_certs.is_some() {
+                    anyhow::bail!("--pki and --tls-client-ca-certs need a wss:// server address");
+                }
+                None
+            }
+        };
+        let restrictions = restrictions::Restrictions::from_flags(
+            &args.restrict_to,
+            &args.restrict_http_upgrade_path_prefix,
+        )?;
+        let settings = server::ServerSettings {
+            bind,
+            tls,
+            restrictions,
+            pump: PumpOptions {
+                ping_every: Some(args.websocket_ping_frequency),
+            },
+        };
+        server::serve(settings).await
+    })
 }
 
-/// Runs `wstunnel client` until it is stopped.
+/// Which files the server's TLS uses: explicit flags override single files from --pki.
+fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
+    let pki = args.pki.as_deref();
+    let from_pki = |relative: String| pki.map(|dir| dir.join(relative));
+    let certificate = args
+        .tls_certificate
+        .clone()
+        .or_else(|| from_pki(format!("certs/{}.cert.pem", args.pki_server)))
+        .context(
+            "wss:// needs a certificate: pass --pki DIR, or --tls-certificate and \
+             --tls-private-key (a self-signed default is not generated)",
+        )?;
+    let private_key = args
+        .tls_private_key
+        .clone()
+        .or_else(|| from_pki(format!("private/{}.pem", args.pki_server)))
+        .context("--tls-certificate needs --tls-private-key")?;
+    let client_ca = args
+        .tls_client_ca_certs
+        .clone()
+        .or_else(|| from_pki("certs/ca.cert.pem".into()));
+    let crls: Vec<CrlFile> = if !args.tls_client_crl.is_empty() {
+        args.tls_client_crl
+            .iter()
+            .map(|path| CrlFile {
+                path: path.clone(),
+                presence: Presence::Required,
+            })
+            .collect()
+    } else {
+        from_pki("crl/ca.crl.pem".into())
+            .map(|path| CrlFile {
+                path,
+                presence: Presence::Optional,
+            })
+            .into_iter()
+            .collect()
+    };
+    if client_ca.is_none() && !crls.is_empty() {
+        anyhow::bail!("--tls-client-crl needs --tls-client-ca-certs (or --pki)");
+    }
+    Ok(ServerTlsFiles {
+        certificate,
+        private_key,
+        client_ca,
+        crls,
+    })
+}
+
+/// Runs `wstunnel client` until it is stopped (or until its stdio tunnel ends).
 pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("`wstunnel client` is not implemented yet")
+    runtime()?.block_on(async move {
+        let identity = client_identity(&args);
+        let tls = if client::uses_tls(&args.url) {
+            let verification = match (&args.tls_ca_certs, &args.pki) {
+                (Some(path), _) => ServerVerification::CaFile(path.clone()),
+                (None, Some(dir)) => ServerVerification::CaFile(dir.join("certs/ca.cert.pem")),
+                (None, None) if args.tls_verify_certificate => ServerVerification::SystemRoots,
+                (None, None) => ServerVerification::Off,
+            };
+            let files = ClientTlsFiles {
+                verification,
+                identity: identity.clone(),
+            };
+            let mut config = (*tls::client::build(&files)?).clone();
+            config.enable_sni = !args.tls_sni_disable;
+            let name = client::server_name(&args.url, args.tls_sni_override.as_deref())?;
+            Some((
+                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+                name,
+            ))
+        } else {
+            None
+        };
+        let path_prefix = path_prefix(&args.http_upgrade_path_prefix, identity.as_ref())?;
+        let connector = client::Connector {
+            url: args.url.clone(),
+            tls,
+            path_prefix,
+            headers: args.http_headers.clone(),
+            credentials: args.http_upgrade_credentials.clone(),
+            masking: if args.websocket_mask_frame {
+                Masking::Masked
+            } else {
+                Masking::Unmasked
+            },
+            pump: PumpOptions {
+                ping_every: Some(args.websocket_ping_frequency),
+            },
+            connect_timeout: args.connect_timeout,
+        };
+        client::run(connector, args.local_to_remote).await
+    })
+}
+
+/// Client certificate and key: explicit flags, else `--pki DIR --pki-client NAME`.
+fn client_identity(args: &cli::ClientArgs) -> Option<(PathBuf, PathBuf)> {
+    match (
+        &args.tls_certificate,
+        &args.tls_private_key,
+        &args.pki,
+        &args.pki_client,
+    ) {
+        (Some(certificate), Some(key), _, _) => Some((certificate.clone(), key.clone())),
+        (_, _, Some(dir), Some(name)) => Some((
+            args.tls_certificate
+                .clone()
+                .unwrap_or_else(|| dir.join(format!("certs/{name}.cert.pem"))),
+            args.tls_private_key
+                .clone()
+                .unwrap_or_else(|| dir.join(format!("private/{name}.pem"))),
+        )),
+        _ => None,
+    }
+}
+
+/// The upgrade path prefix: `-P` as given, except that the default `v1` is replaced by the
+/// client certificate's CN (percent-encoded so that any CN makes a valid path).
+fn path_prefix(requested: &str, identity: Option<&(PathBuf, PathBuf)>) -> anyhow::Result<String> {
+    let Some((certificate, _)) = identity.filter(|_| requested == "v1") else {
+        return Ok(requested.to_string());
+    };
+    let chain = tls::files::certificates(Path::new(certificate))?;
+    Ok(match tls::identity::PeerIdentity::common_name_of(&chain) {
+        Some(common_name) => utf8_percent_encode(&common_name, PATH_SEGMENT).to_string(),
+        None => requested.to_string(),
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

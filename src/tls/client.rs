@@ -1,0 +1,136 @@
+//! The client's TLS: an optional client certificate (mTLS) and how the server's certificate is
+//! verified.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use super::files;
+
+/// Where the system's trusted CAs are read from for `--tls-verify-certificate` (Debian and
+/// Ubuntu layout; other systems should pass `--tls-ca-certs`).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How the server certificate is checked.
+#[derive(Clone, Debug)]
+pub enum ServerVerification {
+    /// Upstream's default: any certificate is accepted (the handshake signature is still
+    /// checked, so the server must hold the key of the certificate it shows).
+    Off,
+    /// Against the system CA bundle.
+    SystemRoots,
+    /// Against the CAs of this PEM file (`--tls-ca-certs`, or `certs/ca.cert.pem` of --pki).
+    CaFile(PathBuf),
+}
+
+/// What the client's TLS is made of.
+#[derive(Clone, Debug)]
+pub struct ClientTlsFiles {
+    pub verification: ServerVerification,
+    /// Certificate chain and key presented to the server.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Builds the client configuration (ALPN `http/1.1`, as upstream's WebSocket client).
+///
+/// # Errors
+/// When a file cannot be read or parsed, or the key does not match the certificate.
+pub fn build(files: &ClientTlsFiles) -> anyhow::Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &files.verification {
+        ServerVerification::Off => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate)),
+        ServerVerification::SystemRoots => {
+            builder.with_webpki_verifier(webpki_verifier(Path::new(SYSTEM_CA_BUNDLE))?)
+        }
+        ServerVerification::CaFile(path) => builder.with_webpki_verifier(webpki_verifier(path)?),
+    };
+    let mut config = match &files.identity {
+        Some((certificate, key)) => {
+            let chain = files::certificates(certificate)?;
+            let key_der = files::private_key_from(&files::read(key)?, key)?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .with_context(|| {
+                    format!(
+                        "{} and {} do not form a usable certificate and key pair",
+                        certificate.display(),
+                        key.display()
+                    )
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn webpki_verifier(path: &Path) -> anyhow::Result<Arc<WebPkiServerVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(files::certificates(path)?);
+    if added == 0 {
+        anyhow::bail!("{} holds no usable CA certificate", path.display());
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), super::provider())
+        .build()
+        .with_context(|| format!("cannot build a verifier from {}", path.display()))
+}
+
+/// Accepts any server certificate but still verifies handshake signatures.
+#[derive(Debug)]
+struct AnyServerCertificate;
+
+impl ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &super::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &super::provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        super::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,489 @@
+//! `wstunnel client`: opens one WebSocket connection to the server per tunnel (as upstream;
+//! connections are never reused) and serves the `-L` listeners.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::sync::mpsc;
+
+use super::descriptor::{Descriptor, TunnelKind};
+use super::frame::{FrameReader, FrameWriter, Masking};
+use super::http;
+use super::pump::{self, DatagramEnd, PumpOptions};
+use super::socks5;
+use super::spec::{Host, LocalTunnelSpec, Scheme, ServerUrl};
+
+/// Any transport to the server: TCP or TLS over TCP.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+pub type FramesIn = FrameReader<ReadHalf<Box<dyn Transport>>>;
+pub type FramesOut = FrameWriter<WriteHalf<Box<dyn Transport>>>;
+
+/// Everything needed to open a tunnel to the server.
+pub struct Connector {
+    pub url: ServerUrl,
+    /// `Some` for wss://.
+    pub tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Already percent-encoded path segment.
+    pub path_prefix: String,
+    /// `-H` headers, in order (the last of a name wins).
+    pub headers: Vec<(String, String)>,
+    /// `--http-upgrade-credentials`, as given.
+    pub credentials: Option<String>,
+    pub masking: Masking,
+    pub pump: PumpOptions,
+    pub connect_timeout: Duration,
+}
+
+impl Connector {
+    /// Connects to the server and asks for a tunnel of `kind` to `host:port`.
+    ///
+    /// # Errors
+    /// When the server cannot be reached, the TLS handshake fails (the message carries the
+    /// server's alert and a hint) or the server answers anything but `101`.
+    pub async fn open(
+        &self,
+        kind: TunnelKind,
+        host: &Host,
+        port: u16,
+    ) -> anyhow::Result<(FramesIn, FramesOut)> {
+        tokio::time::timeout(self.connect_timeout, self.open_within(kind, host, port))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no tunnel from {}:{} within {} s",
+                    self.url.host,
+                    self.url.port,
+                    self.connect_timeout.as_secs()
+                )
+            })?
+    }
+
+    async fn open_within(
+        &self,
+        kind: TunnelKind,
+        host: &Host,
+        port: u16,
+    ) -> anyhow::Result<(FramesIn, FramesOut)> {
+        let (server_host, server_port) = self.url.connect_target();
+        let tcp = TcpStream::connect((server_host.as_str(), server_port))
+            .await
+            .with_context(|| format!("cannot connect to the server {server_host}:{server_port}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut transport: Box<dyn Transport> = match &self.tls {
+            Some((connector, server_name)) => {
+                let stream =
+                    connector
+                        .connect(server_name.clone(), tcp)
+                        .await
+                        .map_err(|error| {
+                            anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
+                        })?;
+                Box::new(stream)
+            }
+            None => Box::new(tcp),
+        };
+
+        let descriptor = Descriptor::new(kind, host, port);
+        let request = self.upgrade_request(&descriptor.encode());
+        transport
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot send the upgrade request: {}",
+                    http::describe_io(error)
+                )
+            })?;
+        let head = http::read_response(&mut transport, self.connect_timeout)
+            .await
+            .map_err(|reason| anyhow::anyhow!("no upgrade answer: {reason}"))?;
+        if head.target != "101" {
+            let body = String::from_utf8_lossy(&head.leftover);
+            anyhow::bail!(
+                "the server refused the tunnel to {host}:{port} with HTTP {} `{}` (the server \
+                 log says why)",
+                head.target,
+                body.trim()
+            );
+        }
+        tracing::debug!(id = %descriptor.id, "tunnel accepted by the server");
+        let (read_half, write_half) = tokio::io::split(transport);
+        Ok((
+            FrameReader::new(read_half, &head.leftover),
+            FrameWriter::new(write_half, self.masking),
+        ))
+    }
+
+    /// The upgrade request: built-in headers, then `-H` (replacing same-named ones), then
+    /// credentials.
+    fn upgrade_request(&self, token: &str) -> String {
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".into(), self.url.host_header()),
+            ("upgrade".into(), "websocket".into()),
+            ("connection".into(), "upgrade".into()),
+            ("sec-websocket-key".into(), http::new_websocket_key()),
+            ("sec-websocket-version".into(), "13".into()),
+            (
+                "sec-websocket-protocol".into(),
+                format!("v1, authorization.bearer.{token}"),
+            ),
+        ];
+        let mut set = |name: &str, value: String| match headers
+            .iter_mut()
+            .find(|(existing, _)| existing.eq_ignore_ascii_case(name))
+        {
+            Some(existing) => existing.1 = value,
+            None => headers.push((name.to_string(), value)),
+        };
+        for (name, value) in &self.headers {
+            set(name, value.clone());
+        }
+        if let Some(credentials) = &self.credentials {
+            set(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(credentials.trim())),
+            );
+        }
+        let mut request = format!("GET /{}/events HTTP/1.1\r\n", self.path_prefix);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request
+    }
+}
+
+/// Runs every `-L` listener until one fails, or until a stdio tunnel ends.
+pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::Result<()> {
+    let connector = Arc::new(connector);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut stdio = None;
+    for spec in specs {
+        match spec {
+            LocalTunnelSpec::Stdio {
+                host,
+                port,
+                proxy_protocol,
+            } => {
+                stdio = Some((host, port, proxy_protocol));
+            }
+            spec => {
+                let listener = Listener::bind(&spec).await?;
+                tasks.spawn(serve_listener(Arc::clone(&connector), spec, listener));
+            }
+        }
+    }
+    if let Some((host, port, proxy_protocol)) = stdio {
+        return run_stdio(&connector, host, port, proxy_protocol).await;
+    }
+    if tasks.is_empty() {
+        anyhow::bail!("no tunnel given: add at least one -L SPEC");
+    }
+    match tasks.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(error)) => Err(anyhow::anyhow!("a listener stopped: {error}")),
+        None => Ok(()),
+    }
+}
+
+/// A bound local listener.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+    Udp(UdpSocket),
+}
+
+impl Listener {
+    async fn bind(spec: &LocalTunnelSpec) -> anyhow::Result<Listener> {
+        let listener = match spec {
+            LocalTunnelSpec::Tcp { bind, .. } | LocalTunnelSpec::Socks5 { bind, .. } => {
+                Listener::Tcp(
+                    TcpListener::bind(bind)
+                        .await
+                        .with_context(|| format!("cannot listen on {bind}"))?,
+                )
+            }
+            LocalTunnelSpec::Udp { bind, .. } => Listener::Udp(
+                UdpSocket::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on udp {bind}"))?,
+            ),
+            LocalTunnelSpec::Unix { path, .. } => {
+                Listener::Unix(UnixListener::bind(path).with_context(|| {
+                    format!(
+                        "cannot listen on {} (remove a stale socket file)",
+                        path.display()
+                    )
+                })?)
+            }
+            LocalTunnelSpec::Stdio { .. } => anyhow::bail!("stdio has no listener"),
+        };
+        tracing::info!("listening for {spec:?}");
+        Ok(listener)
+    }
+}
+
+async fn serve_listener(
+    connector: Arc<Connector>,
+    spec: LocalTunnelSpec,
+    listener: Listener,
+) -> anyhow::Result<()> {
+    match (listener, spec) {
+        (
+            Listener::Tcp(listener),
+            LocalTunnelSpec::Tcp {
+                host,
+                port,
+                proxy_protocol,
+                ..
+            },
+        ) => loop {
+            let (stream, peer) = listener
+                .accept()
+                .await
+                .context("accept on a -L tcp listener")?;
+            let _ = stream.set_nodelay(true);
+            let kind = TunnelKind::Tcp { proxy_protocol };
+            let connector = Arc::clone(&connector);
+            let host = host.clone();
+            tokio::spawn(async move {
+                let (read, write) = stream.into_split();
+                forward_stream(&connector, kind, &host, port, read, write, peer.to_string()).await
+            });
+        },
+        (
+            Listener::Unix(listener),
+            LocalTunnelSpec::Unix {
+                host,
+                port,
+                proxy_protocol,
+                ..
+            },
+        ) => loop {
+            let (stream, _) = listener
+                .accept()
+                .await
+                .context("accept on a -L unix listener")?;
+            let kind = TunnelKind::Tcp { proxy_protocol };
+            let connector = Arc::clone(&connector);
+            let host = host.clone();
+            tokio::spawn(async move {
+                let (read, write) = stream.into_split();
+                forward_stream(
+                    &connector,
+                    kind,
+                    &host,
+                    port,
+                    read,
+                    write,
+                    "unix peer".into(),
+                )
+                .await
+            });
+        },
+        (Listener::Tcp(listener), LocalTunnelSpec::Socks5 { credentials, .. }) => loop {
+            let (stream, peer) = listener
+                .accept()
+                .await
+                .context("accept on a -L socks5 listener")?;
+            let _ = stream.set_nodelay(true);
+            let connector = Arc::clone(&connector);
+            let credentials = credentials.clone();
+            tokio::spawn(async move {
+                socks5::serve(&connector, stream, peer, credentials.as_ref()).await
+            });
+        },
+        (
+            Listener::Udp(socket),
+            LocalTunnelSpec::Udp {
+                host,
+                port,
+                timeout,
+                ..
+            },
+        ) => serve_udp(connector, socket, host, port, timeout).await,
+        _ => anyhow::bail!("internal error: listener and tunnel spec do not match"),
+    }
+}
+
+/// Opens a tunnel for one local stream and bridges it; logs the outcome.
+pub async fn forward_stream<R, W>(
+    connector: &Connector,
+    kind: TunnelKind,
+    host: &Host,
+    port: u16,
+    read: R,
+    write: W,
+    peer: String,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (frames_in, frames_out) = match connector.open(kind, host, port).await {
+        Ok(frames) => frames,
+        Err(error) => {
+            tracing::error!(%peer, "cannot open a tunnel to {host}:{port}: {error:#}");
+            return;
+        }
+    };
+    tracing::info!(%peer, "tunnel opened to {host}:{port}");
+    let (ending, totals) = pump::bridge_stream(
+        read,
+        write,
+        frames_in,
+        frames_out,
+        connector.pump,
+        std::future::pending(),
+    )
+    .await;
+    tracing::info!(
+        %peer,
+        "tunnel to {host}:{port} closed ({ending}): {} bytes sent, {} received",
+        totals.sent,
+        totals.received
+    );
+}
+
+async fn run_stdio(
+    connector: &Connector,
+    host: Host,
+    port: u16,
+    proxy_protocol: bool,
+) -> anyhow::Result<()> {
+    let (frames_in, frames_out) = connector
+        .open(TunnelKind::Tcp { proxy_protocol }, &host, port)
+        .await?;
+    let (ending, totals) = pump::bridge_stream(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        frames_in,
+        frames_out,
+        connector.pump,
+        std::future::pending(),
+    )
+    .await;
+    tracing::info!(
+        "stdio tunnel to {host}:{port} closed ({ending}): {} bytes sent, {} received",
+        totals.sent,
+        totals.received
+    );
+    match ending {
+        pump::Ending::Error(error) => Err(error).context("stdio tunnel failed"),
+        _ => Ok(()),
+    }
+}
+
+/// Datagrams queued per local peer while its tunnel opens or is busy; more are dropped.
+const UDP_QUEUE: usize = 256;
+
+/// One tunnel per local peer address, closed after `timeout` without a datagram from it.
+async fn serve_udp(
+    connector: Arc<Connector>,
+    socket: UdpSocket,
+    host: Host,
+    port: u16,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let socket = Arc::new(socket);
+    let peers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>> = Arc::default();
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let (length, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            // ICMP errors from earlier replies surface here; they concern one peer only.
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(error) => return Err(error).context("receive on a -L udp listener"),
+        };
+        let datagram = buffer[..length].to_vec();
+        let existing = peers.lock().ok().and_then(|map| map.get(&peer).cloned());
+        let sender = match existing {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => {
+                let (sender, inbound) = mpsc::channel(UDP_QUEUE);
+                if let Ok(mut map) = peers.lock() {
+                    map.insert(peer, sender.clone());
+                }
+                let local = DatagramEnd::Peer {
+                    inbound,
+                    socket: Arc::clone(&socket),
+                    peer,
+                };
+                let connector = Arc::clone(&connector);
+                let host = host.clone();
+                let peers = Arc::clone(&peers);
+                tokio::spawn(async move {
+                    forward_datagrams(&connector, local, &host, port, timeout, peer).await;
+                    if let Ok(mut map) = peers.lock() {
+                        map.remove(&peer);
+                    }
+                });
+                sender
+            }
+        };
+        // A full queue means the tunnel is stuck or still opening: drop, as UDP may.
+        let _ = sender.try_send(datagram);
+    }
+}
+
+async fn forward_datagrams(
+    connector: &Connector,
+    local: DatagramEnd,
+    host: &Host,
+    port: u16,
+    timeout: Option<Duration>,
+    peer: SocketAddr,
+) {
+    let kind = TunnelKind::Udp { timeout };
+    let (frames_in, frames_out) = match connector.open(kind, host, port).await {
+        Ok(frames) => frames,
+        Err(error) => {
+            tracing::error!(%peer, "cannot open a UDP tunnel to {host}:{port}: {error:#}");
+            return;
+        }
+    };
+    tracing::info!(%peer, "udp tunnel opened to {host}:{port}");
+    let (ending, totals) = pump::bridge_datagrams(
+        local,
+        frames_in,
+        frames_out,
+        connector.pump,
+        timeout,
+        std::future::pending(),
+    )
+    .await;
+    tracing::info!(
+        %peer,
+        "udp tunnel to {host}:{port} closed ({ending}): {} bytes sent, {} received",
+        totals.sent,
+        totals.received
+    );
+}
+
+/// The TLS server name: the SNI override, else the URL host.
+pub fn server_name(
+    url: &ServerUrl,
+    sni_override: Option<&str>,
+) -> anyhow::Result<ServerName<'static>> {
+    let name = match (sni_override, &url.host) {
+        (Some(name), _) => name.to_string(),
+        (None, Host::Ip(ip)) => ip.to_string(),
+        (None, Host::Domain(name)) => name.clone(),
+    };
+    ServerName::try_from(name.clone())
+        .with_context(|| format!("`{name}` is not a valid TLS server name"))
+}
+
+/// Whether the URL wants TLS.
+pub fn uses_tls(url: &ServerUrl) -> bool {
+    url.scheme == Scheme::Wss
+}

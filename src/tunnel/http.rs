@@ -1,0 +1,215 @@
+//! The HTTP/1.1 WebSocket upgrade exchange, both sides: building and reading the request and
+//! the `101` or `400` answer.
+
+use std::io;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest request or response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Most header lines accepted.
+const MAX_HEADERS: usize = 64;
+
+/// A request or response head read from the peer, plus bytes read past its end.
+pub struct Head {
+    /// Request path or response status code as text.
+    pub target: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub leftover: Vec<u8>,
+}
+
+impl Head {
+    /// The first header of that name (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// Whether a comma-separated header has `token` (case-insensitive).
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(header, _)| header.eq_ignore_ascii_case(name))
+            .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+            .flat_map(|value| value.split(','))
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Which head to read.
+#[derive(Clone, Copy)]
+enum HeadKind {
+    Request,
+    Response,
+}
+
+/// Reads a request head; `None` when the peer closed before sending anything.
+///
+/// # Errors
+/// A plain-words reason on I/O errors, timeouts, heads over 16 KiB and malformed HTTP.
+pub async fn read_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    timeout: Duration,
+) -> Result<Option<Head>, String> {
+    read_head(reader, timeout, HeadKind::Request).await
+}
+
+/// Reads a response head.
+pub async fn read_response<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    timeout: Duration,
+) -> Result<Head, String> {
+    read_head(reader, timeout, HeadKind::Response)
+        .await?
+        .ok_or_else(|| "the server closed the connection without answering".to_string())
+}
+
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    timeout: Duration,
+    kind: HeadKind,
+) -> Result<Option<Head>, String> {
+    let reading = async {
+        let mut buffer = Vec::with_capacity(2048);
+        let mut chunk = [0u8; 2048];
+        loop {
+            let read = reader.read(&mut chunk).await.map_err(describe_io)?;
+            if read == 0 {
+                return if buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    Err("connection closed in the middle of the HTTP head".to_string())
+                };
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            if let Some(head) = parse_head(&buffer, kind)? {
+                return Ok(Some(head));
+            }
+            if buffer.len() > MAX_HEAD {
+                return Err("HTTP head larger than 16 KiB".to_string());
+            }
+        }
+    };
+    tokio::time::timeout(timeout, reading)
+        .await
+        .map_err(|_| format!("no complete HTTP head within {} s", timeout.as_secs()))?
+}
+
+/// Turns an I/O error into words, keeping TLS alert details (they carry the server's verdict).
+pub fn describe_io(error: io::Error) -> String {
+    crate::tls::reasons::client_side_hint(&error).unwrap_or_else(|| error.to_string())
+}
+
+fn parse_head(buffer: &[u8], kind: HeadKind) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (status, target) = match kind {
+        HeadKind::Request => {
+            let mut request = httparse::Request::new(&mut headers);
+            let status = request
+                .parse(buffer)
+                .map_err(|error| format!("malformed HTTP request: {error}"))?;
+            (status, request.path.unwrap_or_default().to_string())
+        }
+        HeadKind::Response => {
+            let mut response = httparse::Response::new(&mut headers);
+            let status = response
+                .parse(buffer)
+                .map_err(|error| format!("malformed HTTP response: {error}"))?;
+            (
+                status,
+                response
+                    .code
+                    .map(|code| code.to_string())
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let httparse::Status::Complete(length) = status else {
+        return Ok(None);
+    };
+    let headers = headers
+        .iter()
+        .take_while(|header| !header.name.is_empty())
+        .map(|header| (header.name.to_string(), header.value.to_vec()))
+        .collect();
+    Ok(Some(Head {
+        target,
+        headers,
+        leftover: buffer[length..].to_vec(),
+    }))
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + RFC 6455 GUID)).
+pub fn accept_key(key: &str) -> String {
+    let mut context = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key.trim().as_bytes());
+    context.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    STANDARD.encode(context.finish().as_ref())
+}
+
+/// Answers a valid upgrade.
+pub async fn write_switching_protocols<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    key: &str,
+) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-accept: {}\r\nsec-websocket-protocol: v1\r\n\r\n",
+        accept_key(key)
+    );
+    writer.write_all(response.as_bytes()).await?;
+    writer.flush().await
+}
+
+/// Answers a rejected request as upstream does (same answer whatever the reason).
+pub async fn write_bad_request<W: AsyncWrite + Unpin>(writer: &mut W, body: &str) {
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = writer.write_all(response.as_bytes()).await;
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64.
+pub fn new_websocket_key() -> String {
+    let mut bytes = [0u8; 16];
+    // The system RNG failing is not worth failing the tunnel for: the key is not a secret.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[tokio::test]
+    async fn request_head_keeps_bytes_read_past_it() {
+        let raw = b"GET /v1/events HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\nXY";
+        let mut reader = &raw[..];
+
+        let head = read_request(&mut reader, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(head.target, "/v1/events");
+        assert!(head.header_has_token("connection", "upgrade"));
+        assert_eq!(head.leftover, b"XY");
+    }
+}
