@@ -266,9 +266,13 @@ fn spawn_logged(
     log: Arc<Mutex<Vec<String>>>,
     echo: bool,
 ) -> anyhow::Result<Child> {
-    let mut child = Command::new(exe)
-        .args(args)
-        .arg("--no-color")
+    let mut command = Command::new(exe);
+    command.args(args).arg("--no-color");
+    if !echo {
+        // The self-test reads the server's WARN lines: a quieter RUST_LOG must not hide them.
+        command.args(["--log-lvl", "info"]);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -430,13 +434,15 @@ impl SelfTest<'_> {
             .with_context(|| format!("cannot connect to the tunnel's local port {port}"))?;
         let (mut reader, mut writer) = stream.into_split();
         let sent = payload.clone();
-        let writing = tokio::spawn(async move { writer.write_all(&sent).await });
+        // The writer is handed back rather than dropped: dropping it half-closes the
+        // connection, and a wstunnel tunnel ends on the first EOF in either direction.
+        let writing = tokio::spawn(async move { writer.write_all(&sent).await.map(|()| writer) });
         let mut received = vec![0u8; SIZE];
         tokio::time::timeout(STARTUP_TIMEOUT, reader.read_exact(&mut received))
             .await
             .context("the echo did not come back in time")?
             .context("the tunnel closed before the echo came back")?;
-        writing.await?.context("cannot write into the tunnel")?;
+        let _writer = writing.await?.context("cannot write into the tunnel")?;
         if received != payload {
             bail!("the echo differs from what was sent");
         }
@@ -454,7 +460,7 @@ impl SelfTest<'_> {
             "--tls-ca-certs".into(),
             self.ca.ca_cert().display().to_string(),
         ];
-        self.expect_refused(args, "no certificate").await
+        self.expect_refused(args).await
     }
 
     async fn check_foreign_ca(&self) -> anyhow::Result<String> {
@@ -499,50 +505,65 @@ impl SelfTest<'_> {
             "--tls-ca-certs".into(),
             self.ca.ca_cert().display().to_string(),
         ];
-        self.expect_refused(args, "unknown issuer").await
+        self.expect_refused(args).await
     }
 
     /// Issues a client, shows it is accepted, revokes it, and expects a refusal without
     /// restarting the server.
     async fn check_revoked(&self) -> anyhow::Result<String> {
         let dir_arg = self.ca.dir.display().to_string();
-        if !self.ca.cert(REVOKED_NAME).exists() {
-            run_pki(
-                self.exe,
-                &[
-                    "issue-client".into(),
-                    REVOKED_NAME.into(),
-                    "--dir".into(),
-                    dir_arg.clone(),
-                ],
-            )
-            .await?;
-            let args = client_command(self.ca, REVOKED_NAME, self.server_url);
-            if let Attempt::Refused(reason) = self.attempt(args).await? {
-                bail!("the client was refused before it was revoked: {reason}");
-            }
-            run_pki(
-                self.exe,
-                &[
-                    "revoke".into(),
-                    REVOKED_NAME.into(),
-                    "--dir".into(),
-                    dir_arg,
-                ],
-            )
-            .await?;
+        // `pki revoke` renames the revoked files aside (so NAME can be reissued): keep copies
+        // of the certificate and key, outside DIR, to present after revocation.
+        let copies = tempfile::Builder::new()
+            .prefix("wstunnel-revoked-")
+            .tempdir()
+            .context("cannot create a temporary directory for the revoked client")?;
+        run_pki(
+            self.exe,
+            &[
+                "issue-client".into(),
+                REVOKED_NAME.into(),
+                "--dir".into(),
+                dir_arg.clone(),
+            ],
+        )
+        .await?;
+        let cert = copies.path().join("revoked.cert.pem");
+        let key = copies.path().join("revoked.key.pem");
+        std::fs::copy(self.ca.cert(REVOKED_NAME), &cert).context("cannot copy the certificate")?;
+        std::fs::copy(self.ca.key(REVOKED_NAME), &key).context("cannot copy the key")?;
+        let client_args = vec![
+            "client".to_string(),
+            "--tls-certificate".into(),
+            cert.display().to_string(),
+            "--tls-private-key".into(),
+            key.display().to_string(),
+            "--tls-ca-certs".into(),
+            self.ca.ca_cert().display().to_string(),
+            self.server_url.into(),
+        ];
+        if let Attempt::Refused(reason) = self.attempt(client_args.clone()).await? {
+            bail!("the client was refused before it was revoked: {reason}");
         }
+        run_pki(
+            self.exe,
+            &[
+                "revoke".into(),
+                REVOKED_NAME.into(),
+                "--dir".into(),
+                dir_arg,
+            ],
+        )
+        .await?;
 
         let started = tokio::time::Instant::now();
         loop {
-            let args = client_command(self.ca, REVOKED_NAME, self.server_url);
-            match self.attempt(args).await? {
-                Attempt::Refused(reason) => {
+            let mark = self.log_mark();
+            match self.attempt(client_args.clone()).await? {
+                Attempt::Refused(client_error) => {
                     let waited = started.elapsed().as_millis();
-                    let server_reason = self.server_reason("revoked");
-                    return Ok(format!(
-                        "refused {waited} ms after revocation: {server_reason}{reason}"
-                    ));
+                    let reason = self.refusal_reason(mark, &client_error).await?;
+                    return Ok(format!("refused {waited} ms after revocation; {reason}"));
                 }
                 Attempt::Accepted if started.elapsed() > REVOCATION_DEADLINE => {
                     bail!("still accepted {REVOCATION_DEADLINE:?} after revocation");
@@ -552,30 +573,43 @@ impl SelfTest<'_> {
         }
     }
 
-    async fn expect_refused(&self, mut args: Vec<String>, reason: &str) -> anyhow::Result<String> {
+    async fn expect_refused(&self, mut args: Vec<String>) -> anyhow::Result<String> {
         args.push(self.server_url.into());
+        let mark = self.log_mark();
         match self.attempt(args).await? {
             Attempt::Accepted => bail!("the server accepted it"),
             Attempt::Refused(client_error) => Ok(format!(
-                "refused: {}{client_error}",
-                self.server_reason(reason)
+                "refused; {}",
+                self.refusal_reason(mark, &client_error).await?
             )),
         }
     }
 
-    /// The server's latest WARN line that mentions `keyword`, to show the reason it logged.
-    fn server_reason(&self, keyword: &str) -> String {
-        // The server logs asynchronously; a short pause lets the line arrive.
-        std::thread::sleep(Duration::from_millis(200));
-        let log = match self.server_log.lock() {
-            Ok(log) => log,
-            Err(_) => return String::new(),
-        };
-        log.iter()
-            .rev()
-            .find(|line| line.contains("WARN") && line.to_lowercase().contains(keyword))
-            .map(|line| format!("server logged \"{}\"; ", line.trim()))
-            .unwrap_or_default()
+    /// Number of server log lines so far, to find what a later attempt made it log.
+    fn log_mark(&self) -> usize {
+        self.server_log.lock().map(|log| log.len()).unwrap_or(0)
+    }
+
+    /// The reason in the first WARN line the server logged after `mark`, without the
+    /// timestamp and module. A refusal the server did not log is a failure: the client may
+    /// have failed for a reason of its own, which proves nothing about the server.
+    async fn refusal_reason(&self, mark: usize, client_error: &str) -> anyhow::Result<String> {
+        // The server's log arrives through a pipe: give the line a moment to get here.
+        for _ in 0..10 {
+            let warning = self.server_log.lock().ok().and_then(|log| {
+                log.iter()
+                    .skip(mark)
+                    .find_map(|line| line.split_once(" WARN ").map(|(_, rest)| rest.to_string()))
+            });
+            if let Some(warning) = warning {
+                let reason = warning
+                    .split_once(": ")
+                    .map_or(warning.as_str(), |(_, r)| r);
+                return Ok(format!("server: {reason}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("no echo, but the server logged no rejection ({client_error})")
     }
 
     /// Runs `wstunnel ARGS… -L stdio://127.0.0.1:ECHO` and sends one line through it.
@@ -611,7 +645,7 @@ impl SelfTest<'_> {
             .lines()
             .rev()
             .find(|line| line.contains("ERROR") || line.starts_with("error"))
-            .map(|line| format!("client said \"{}\"", line.trim()))
+            .map(|line| format!("client: {}", line.trim().trim_start_matches("error: ")))
             .unwrap_or_else(|| "the client got no echo".into());
         Ok(Attempt::Refused(last_error))
     }
