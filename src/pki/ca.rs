@@ -600,10 +600,12 @@ impl Ca {
 
     /// Marks a certificate revoked in `index.txt` (now, with the reason) and regenerates the
     /// CRL (30 days). Revoking by NAME also moves its files aside
-    /// (`NAME.revoked-SERIAL.cert.pem`, `.pem`, `.csr.pem`) so the NAME can be issued again.
+    /// (`NAME.revoked-SERIAL.cert.pem`, `.pem`, `.csr.pem`, `.p12`) so the NAME can be issued
+    /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
+    /// aside.
     ///
     /// # Errors
-    /// Fails if the certificate is unknown or already revoked.
+    /// Fails if the certificate is unknown, or already revoked when given by serial.
     pub fn revoke(
         &self,
         target: &RevokeTarget,
@@ -632,11 +634,20 @@ impl Ca {
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
-        if entry.status == Status::Revoked {
-            bail!("serial {serial} ({}) is already revoked", entry.subject);
+        let already_revoked = entry.status == Status::Revoked;
+        match target {
+            RevokeTarget::Serial(_) if already_revoked => {
+                bail!("serial {serial} ({}) is already revoked", entry.subject)
+            }
+            // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
+            RevokeTarget::Name(_) if already_revoked => {
+                tracing::info!(%serial, "already revoked; moving its files aside");
+            }
+            _ => {
+                entry.revoke(now_seconds(), reason);
+                index.save(&self.dir)?;
+            }
         }
-        entry.revoke(now_seconds(), reason);
-        index.save(&self.dir)?;
         if let RevokeTarget::Name(name) = target {
             self.move_aside(name, &serial)?;
         }
