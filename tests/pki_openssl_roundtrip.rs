@@ -415,3 +415,70 @@ fn an_interrupted_issue_leaves_a_directory_both_tools_continue_on() {
     assert!(verify(&dir, "sslclient", "certs/dave.cert.pem").success);
     assert!(verify(&dir, "sslclient", "certs/t.cert.pem").success);
 }
+
+#[test]
+fn we_issue_from_an_openssl_ca_with_a_sec1_ec_key_and_refuse_legacy_encryption_clearly() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = walkthrough_ca(root.path(), "", "2048");
+    openssl_ok(
+        &dir,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "private/ca.key.pem",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-config",
+            "openssl.cnf",
+            "-key",
+            "private/ca.key.pem",
+            "-new",
+            "-x509",
+            "-days",
+            "7300",
+            "-extensions",
+            "v3_ca",
+            "-out",
+            "certs/ca.cert.pem",
+            "-subj",
+            CA_SUBJECT,
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("private/ca.key.pem"))
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+
+    pki_ok(&dir, &["issue-server"]);
+    pki_ok(&dir, &["gen-crl"]);
+    openssl_ok(
+        &dir,
+        &[
+            "genrsa",
+            "-traditional",
+            "-aes256",
+            "-passout",
+            "pass:x",
+            "-out",
+            "private/ca.key.pem",
+            "2048",
+        ],
+    );
+    let legacy = pki_err(&dir, &["issue-client", "alice", "--passin", "pass:x"]);
+
+    let server = verify(&dir, "sslserver", "certs/wstunnel-server.cert.pem");
+    assert!(server.success, "{}{}", server.stdout, server.stderr);
+    assert!(
+        legacy.contains("private/ca.key.pem") && legacy.contains("openssl pkcs8 -topk8"),
+        "{legacy}"
+    );
+}
