@@ -594,3 +594,33 @@ fn export_p12_is_read_by_openssl_and_accepted_by_curl_for_mtls() {
         "the server must require a client certificate"
     );
 }
+
+#[test]
+fn a_name_revoked_by_serial_or_by_openssl_is_freed_by_revoke_name_and_reissued() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    pki_ok(&dir, &["issue-client", "bob"]);
+    pki_ok(&dir, &["revoke", "--serial", "1000"]);
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/bob.cert.pem",
+        ],
+    );
+
+    pki_ok(&dir, &["revoke", "alice"]);
+    pki_ok(&dir, &["revoke", "bob"]);
+    pki_ok(&dir, &["issue-client", "alice"]);
+    pki_ok(&dir, &["issue-client", "bob"]);
+
+    assert!(dir.join("certs/alice.revoked-1000.cert.pem").exists());
+    assert!(dir.join("private/bob.revoked-1001.pem").exists());
+    let lines = index_lines(&dir);
+    let statuses: Vec<&str> = lines.iter().map(|l| &l[..1]).collect();
+    assert_eq!(statuses, ["R", "R", "V", "V"]);
+}

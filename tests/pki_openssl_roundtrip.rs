@@ -337,3 +337,148 @@ fn openssl_ca_uses_our_encrypted_ca_key_and_we_use_it_with_passin() {
     assert!(verify(&dir, "sslclient", "certs/t.cert.pem").success);
     assert!(verify(&dir, "sslclient", "certs/u.cert.pem").success);
 }
+
+#[test]
+fn an_interrupted_issue_leaves_a_directory_both_tools_continue_on() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    // What an issue killed at each step can leave: a temporary file of an atomic write, a key
+    // written before its certificate, and a serial taken whose index line was never written.
+    std::fs::write(dir.join(".tmp-interrupted"), "partial").unwrap();
+    std::fs::write(dir.join("certs/.tmp-interrupted"), "partial").unwrap();
+    std::fs::copy(dir.join("private/alice.pem"), dir.join("private/carol.pem")).unwrap();
+    std::fs::copy(
+        dir.join("certs/alice.cert.pem"),
+        dir.join("newcerts/1001.pem"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("serial"), "1002\n").unwrap();
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "private/t.pem",
+            "-out",
+            "csr/t.csr.pem",
+            "-subj",
+            "/CN=t",
+        ],
+    );
+
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "client_cert",
+            "-notext",
+            "-in",
+            "csr/t.csr.pem",
+            "-out",
+            "certs/t.cert.pem",
+            "-batch",
+        ],
+    );
+    let ours = pki_ok(&dir, &["issue-client", "dave"]);
+    let carol = pki_err(&dir, &["issue-client", "carol"]);
+    pki_ok(&dir, &["gen-crl"]);
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "crl/ca.crl.pem",
+        ],
+    );
+
+    assert!(ours.stdout.contains("serial 1003"), "{}", ours.stdout);
+    assert!(
+        carol.contains("private/carol.pem") && carol.contains("interrupted"),
+        "{carol}"
+    );
+    let serials: Vec<String> = index_lines(&dir)
+        .iter()
+        .map(|l| l.split('\t').nth(3).unwrap().to_owned())
+        .collect();
+    assert_eq!(serials, ["1000", "1002", "1003"]);
+    assert!(verify(&dir, "sslclient", "certs/dave.cert.pem").success);
+    assert!(verify(&dir, "sslclient", "certs/t.cert.pem").success);
+}
+
+#[test]
+fn we_issue_from_an_openssl_ca_with_a_sec1_ec_key_and_refuse_legacy_encryption_clearly() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = walkthrough_ca(root.path(), "", "2048");
+    openssl_ok(
+        &dir,
+        &[
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out",
+            "private/ca.key.pem",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-config",
+            "openssl.cnf",
+            "-key",
+            "private/ca.key.pem",
+            "-new",
+            "-x509",
+            "-days",
+            "7300",
+            "-extensions",
+            "v3_ca",
+            "-out",
+            "certs/ca.cert.pem",
+            "-subj",
+            CA_SUBJECT,
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("private/ca.key.pem"))
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+
+    pki_ok(&dir, &["issue-server"]);
+    pki_ok(&dir, &["gen-crl"]);
+    openssl_ok(
+        &dir,
+        &[
+            "genrsa",
+            "-traditional",
+            "-aes256",
+            "-passout",
+            "pass:x",
+            "-out",
+            "private/ca.key.pem",
+            "2048",
+        ],
+    );
+    let legacy = pki_err(&dir, &["issue-client", "alice", "--passin", "pass:x"]);
+
+    let server = verify(&dir, "sslserver", "certs/wstunnel-server.cert.pem");
+    assert!(server.success, "{}{}", server.stdout, server.stderr);
+    assert!(
+        legacy.contains("private/ca.key.pem") && legacy.contains("openssl pkcs8 -topk8"),
+        "{legacy}"
+    );
+}

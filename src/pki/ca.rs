@@ -49,6 +49,15 @@ impl Default for InitOptions {
     }
 }
 
+/// Which subjectAltNames a server certificate gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SanPolicy {
+    /// `localhost`, `127.0.0.1`, `::1` plus the requested ones (what rustls needs).
+    ServerDefaults,
+    /// Only the requested ones, possibly none (the walkthrough's server certificate).
+    AsRequested,
+}
+
 /// An explicit validity window (for expired or not-yet-valid test fixtures).
 #[derive(Clone, Copy, Debug)]
 pub struct Validity {
@@ -179,77 +188,12 @@ impl Ca {
     /// Refuses a directory that already holds a CA, a path that is a file, or a directory that
     /// is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
-        if dir.exists() && !dir.is_dir() {
-            bail!(
-                "{} exists and is not a directory; pick a directory for the CA",
-                dir.display()
-            );
-        }
-        for marker in [
-            layout::ca_cert_path(dir),
-            layout::ca_key_path(dir),
-            layout::index_path(dir),
-        ] {
-            if marker.exists() {
-                bail!(
-                    "{} already holds a CA ({} exists); use it with --dir {}, or give `pki init` \
-                     an empty directory",
-                    dir.display(),
-                    marker.display(),
-                    dir.display()
-                );
-            }
-        }
+        check_new_ca_dir(dir)?;
         let subject = init_subject(&options)?;
-        let created_dir = !dir.exists();
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let dir = dir
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", dir.display()))?;
-        let cnf = config::openssl_cnf(&dir);
-        let cnf = match cnf {
-            Ok(cnf) => cnf,
-            Err(error) => {
-                if created_dir {
-                    let _ = fs::remove_dir(&dir);
-                }
-                return Err(error);
-            }
-        };
-        // The lock file is the first write: a read-only directory fails here, unchanged.
-        let _lock = DirLock::acquire(&layout::lock_path(&dir))?;
-
-        for sub in layout::SUBDIRS {
-            let path = dir.join(sub);
-            fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-        }
-        fs::set_permissions(dir.join("private"), fs::Permissions::from_mode(0o700))
-            .context("cannot make private/ mode 0700")?;
-        write_atomic(&layout::config_path(&dir), cnf.as_bytes(), FileMode::Public)?;
-        database::write_counter(
-            &layout::serial_path(&dir),
-            &Serial::from_bytes(&[0x10, 0x00]),
-        )?;
-        database::write_counter(
-            &layout::crlnumber_path(&dir),
-            &Serial::from_bytes(&[0x10, 0x00]),
-        )?;
-        write_atomic(&layout::index_path(&dir), b"", FileMode::Public)?;
-        write_atomic(
-            &layout::index_attr_path(&dir),
-            b"unique_subject = no\n",
-            FileMode::Public,
-        )?;
+        let (dir, lock) = create_layout(dir)?;
 
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
-        write_new(
-            &layout::ca_key_path(&dir),
-            key_pem.as_bytes(),
-            FileMode::Private,
-        )?;
-
         let now = now_seconds();
         let mut params = CertificateParams::default();
         params.distinguished_name = subject.to_rcgen()?;
@@ -261,6 +205,11 @@ impl Ca {
             .self_signed(&key)
             .context("cannot sign the CA certificate")?;
         write_new(
+            &layout::ca_key_path(&dir),
+            key_pem.as_bytes(),
+            FileMode::Private,
+        )?;
+        write_new(
             &layout::ca_cert_path(&dir),
             cert.pem().as_bytes(),
             FileMode::Public,
@@ -268,7 +217,70 @@ impl Ca {
 
         let ca = Ca::from_parts(&dir, cert.der().to_vec(), key)?;
         ca.gen_crl_locked(30)?;
+        drop(lock);
         tracing::info!(dir = %dir.display(), "created the CA");
+        Ok(ca)
+    }
+
+    /// Creates an intermediate CA in `dir` (its own layout, database and CRL, like
+    /// [`Ca::init`]) whose certificate this CA issues as `NAME` (recorded in this CA's
+    /// `index.txt`), with the `v3_intermediate_ca` profile of the OpenSSL guide the
+    /// walkthrough follows (`pathlen:0`). `dir/certs/ca-chain.cert.pem` holds the
+    /// intermediate then this CA's certificate.
+    ///
+    /// # Errors
+    /// As [`Ca::init`], and refuses an invalid or existing NAME in this CA.
+    pub fn init_intermediate(
+        &self,
+        dir: &Path,
+        name: &str,
+        options: InitOptions,
+    ) -> anyhow::Result<Ca> {
+        layout::validate_name(name)?;
+        self.check_name_free(name)?;
+        check_new_ca_dir(dir)?;
+        let subject = init_subject(&options)?;
+        let key = options.key_type.generate()?;
+        let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
+        let extensions =
+            profile::intermediate_ca_extensions(key.public_key_raw(), &self.issuer_info);
+        let (dir, lock) = create_layout(dir)?;
+
+        let issued = {
+            let _parent_lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+            self.check_name_free(name)?;
+            self.sign_locked(
+                name,
+                &subject,
+                &key,
+                extensions,
+                days_from_now(options.days),
+                &[],
+            )?
+        };
+        let cert_der = read_certificate_pem(&issued.cert_path)?;
+        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
+        let parent_pem = pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()));
+        write_new(
+            &layout::ca_key_path(&dir),
+            key_pem.as_bytes(),
+            FileMode::Private,
+        )?;
+        write_new(
+            &layout::ca_cert_path(&dir),
+            cert_pem.as_bytes(),
+            FileMode::Public,
+        )?;
+        write_atomic(
+            &layout::ca_chain_path(&dir),
+            format!("{cert_pem}{parent_pem}").as_bytes(),
+            FileMode::Public,
+        )?;
+
+        let ca = Ca::from_parts(&dir, cert_der, key)?;
+        ca.gen_crl_locked(30)?;
+        drop(lock);
+        tracing::info!(dir = %dir.display(), "created an intermediate CA");
         Ok(ca)
     }
 
@@ -342,6 +354,16 @@ impl Ca {
     /// Refuses an invalid or existing NAME (saying how to revoke and reissue), a bad subject,
     /// or an unwritable directory.
     pub fn issue(&self, request: IssueRequest) -> anyhow::Result<Issued> {
+        self.issue_with(request, SanPolicy::ServerDefaults)
+    }
+
+    /// [`Ca::issue`] with a choice of subjectAltNames (fixtures need the walkthrough's
+    /// server certificate without any).
+    pub(crate) fn issue_with(
+        &self,
+        request: IssueRequest,
+        san_policy: SanPolicy,
+    ) -> anyhow::Result<Issued> {
         layout::validate_name(&request.name)?;
         self.check_name_free(&request.name)?;
         let subject = leaf_subject(
@@ -349,11 +371,19 @@ impl Ca {
             request.cn.as_deref(),
             request.subject.clone(),
         )?;
-        let alt_names = match request.profile {
-            Profile::Server => profile::server_alt_names(&request.sans),
-            Profile::Client => request.sans.clone(),
+        let alt_names = match (request.profile, san_policy) {
+            (Profile::Server, SanPolicy::ServerDefaults) => {
+                profile::server_alt_names(&request.sans)
+            }
+            _ => request.sans.clone(),
         };
         let key = request.key_type.generate()?;
+        let extensions = profile::leaf_extensions(
+            request.profile,
+            key.public_key_raw(),
+            &self.issuer_info,
+            &alt_names,
+        )?;
         let csr_pem = make_request(&subject, &alt_names, &key)?;
         let key_pem = keys::key_to_pem(key.serialized_der(), None)?;
 
@@ -368,9 +398,7 @@ impl Ca {
             &request.name,
             &subject,
             &key,
-            key.public_key_raw(),
-            request.profile,
-            &alt_names,
+            extensions,
             validity,
             &[
                 (key_path.clone(), key_pem.into_bytes(), FileMode::Private),
@@ -442,6 +470,12 @@ impl Ca {
             "CERTIFICATE REQUEST",
             block.contents().to_vec(),
         ));
+        let extensions = profile::leaf_extensions(
+            profile,
+            spki.subject_public_key.data.as_ref(),
+            &self.issuer_info,
+            &alt_names,
+        )?;
 
         let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
         self.check_name_free(name)?;
@@ -450,9 +484,7 @@ impl Ca {
             name,
             &subject,
             &public_key,
-            spki.subject_public_key.data.as_ref(),
-            profile,
-            &alt_names,
+            extensions,
             days_from_now(days),
             &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
         )?;
@@ -490,9 +522,7 @@ impl Ca {
         name: &str,
         subject: &Subject,
         public_key: &impl PublicKeyData,
-        subject_public_key: &[u8],
-        profile: Profile,
-        alt_names: &[AltName],
+        extensions: Vec<rcgen::CustomExtension>,
         validity: Validity,
         extra_files: &[(PathBuf, Vec<u8>, FileMode)],
     ) -> anyhow::Result<Issued> {
@@ -512,8 +542,7 @@ impl Ca {
         params.serial_number = Some(SerialNumber::from_slice(serial.as_bytes()));
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
-        params.custom_extensions =
-            profile::leaf_extensions(profile, subject_public_key, &self.issuer_info, alt_names)?;
+        params.custom_extensions = extensions;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.key)
             .context("cannot use the CA certificate as issuer")?;
         let cert = params
@@ -571,10 +600,12 @@ impl Ca {
 
     /// Marks a certificate revoked in `index.txt` (now, with the reason) and regenerates the
     /// CRL (30 days). Revoking by NAME also moves its files aside
-    /// (`NAME.revoked-SERIAL.cert.pem`, `.pem`, `.csr.pem`) so the NAME can be issued again.
+    /// (`NAME.revoked-SERIAL.cert.pem`, `.pem`, `.csr.pem`, `.p12`) so the NAME can be issued
+    /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
+    /// aside.
     ///
     /// # Errors
-    /// Fails if the certificate is unknown or already revoked.
+    /// Fails if the certificate is unknown, or already revoked when given by serial.
     pub fn revoke(
         &self,
         target: &RevokeTarget,
@@ -603,11 +634,20 @@ impl Ca {
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
-        if entry.status == Status::Revoked {
-            bail!("serial {serial} ({}) is already revoked", entry.subject);
+        let already_revoked = entry.status == Status::Revoked;
+        match target {
+            RevokeTarget::Serial(_) if already_revoked => {
+                bail!("serial {serial} ({}) is already revoked", entry.subject)
+            }
+            // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
+            RevokeTarget::Name(_) if already_revoked => {
+                tracing::info!(%serial, "already revoked; moving its files aside");
+            }
+            _ => {
+                entry.revoke(now_seconds(), reason);
+                index.save(&self.dir)?;
+            }
         }
-        entry.revoke(now_seconds(), reason);
-        index.save(&self.dir)?;
         if let RevokeTarget::Name(name) = target {
             self.move_aside(name, &serial)?;
         }
@@ -705,6 +745,70 @@ impl Ca {
             revoked: params.revoked_certs.len(),
         })
     }
+}
+
+/// Refuses a path that is a file or a directory that already holds a CA.
+fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} exists and is not a directory; pick a directory for the CA",
+            dir.display()
+        );
+    }
+    for marker in [
+        layout::ca_cert_path(dir),
+        layout::ca_key_path(dir),
+        layout::index_path(dir),
+    ] {
+        if marker.exists() {
+            bail!(
+                "{} already holds a CA ({} exists); use it with --dir {}, or give `pki init` an \
+                 empty directory",
+                dir.display(),
+                marker.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Creates the directory, its lock, subdirectories, openssl.cnf and database files; returns
+/// the absolute path and the held lock.
+fn create_layout(dir: &Path) -> anyhow::Result<(PathBuf, DirLock)> {
+    let created_dir = !dir.exists();
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let cnf = match config::openssl_cnf(&dir) {
+        Ok(cnf) => cnf,
+        Err(error) => {
+            if created_dir {
+                let _ = fs::remove_dir(&dir);
+            }
+            return Err(error);
+        }
+    };
+    // The lock file is the first write: a read-only directory fails here, unchanged.
+    let lock = DirLock::acquire(&layout::lock_path(&dir))?;
+    for sub in layout::SUBDIRS {
+        let path = dir.join(sub);
+        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    fs::set_permissions(dir.join("private"), fs::Permissions::from_mode(0o700))
+        .context("cannot make private/ mode 0700")?;
+    write_atomic(&layout::config_path(&dir), cnf.as_bytes(), FileMode::Public)?;
+    let first = Serial::from_bytes(&[0x10, 0x00]);
+    database::write_counter(&layout::serial_path(&dir), &first)?;
+    database::write_counter(&layout::crlnumber_path(&dir), &first)?;
+    write_atomic(&layout::index_path(&dir), b"", FileMode::Public)?;
+    write_atomic(
+        &layout::index_attr_path(&dir),
+        b"unique_subject = no\n",
+        FileMode::Public,
+    )?;
+    Ok((dir, lock))
 }
 
 fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {

@@ -46,6 +46,21 @@ pub enum PkiCommand {
     Verify(VerifyArgs),
     /// Bundle NAME's key, certificate and the CA certificate into a PKCS#12 file.
     ExportP12(ExportP12Args),
+    /// Generate a matrix of good and bad certificates with a manifest, for test suites.
+    Fixtures(FixturesArgs),
+}
+
+#[derive(Args)]
+pub struct FixturesArgs {
+    /// Output directory (created; must not already hold a CA).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// Key type of every fixture.
+    #[arg(long, value_enum, default_value_t = KeyType::EcdsaP256)]
+    pub key_type: KeyType,
+    /// Print the manifest (fixtures.json) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

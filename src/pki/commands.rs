@@ -105,6 +105,29 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
             let outcome = verify::verify(&dir, &args.cert, args.purpose, args.host.as_deref())?;
             println!("{outcome}");
         }
+        PkiCommand::Fixtures(args) => {
+            let manifest = super::fixtures::generate(&args.out, args.key_type)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                println!(
+                    "wrote {} fixtures to {}",
+                    manifest.fixtures.len(),
+                    args.out.display()
+                );
+                for fixture in &manifest.fixtures {
+                    let outcome = match fixture.reason {
+                        Some(reason) => format!(
+                            "reject ({})",
+                            serde_json::to_value(reason)?.as_str().unwrap_or("?")
+                        ),
+                        None => "accept".to_owned(),
+                    };
+                    println!("  {:<22} {:<28} {}", fixture.name, outcome, fixture.cert);
+                }
+                println!("manifest: {}", args.out.join("fixtures.json").display());
+            }
+        }
         PkiCommand::ExportP12(export) => {
             let path = p12::export(
                 &dir,

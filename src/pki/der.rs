@@ -8,6 +8,7 @@ pub const SEQUENCE: u8 = 0x30;
 pub const OCTET_STRING: u8 = 0x04;
 pub const BIT_STRING: u8 = 0x03;
 pub const BOOLEAN: u8 = 0x01;
+pub const INTEGER: u8 = 0x02;
 pub const OBJECT_IDENTIFIER: u8 = 0x06;
 pub const IA5_STRING: u8 = 0x16;
 

@@ -243,3 +243,62 @@ pub fn key_type_of(key: &KeyPair) -> Option<KeyType> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encrypted_key_reads_back_only_with_its_passphrase() {
+        let key = KeyType::EcdsaP256.generate().unwrap();
+        let passphrase = Passphrase::new("correct horse");
+
+        let pem = key_to_pem(key.serialized_der(), Some(&passphrase)).unwrap();
+
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let read = parse_key_pem(pem.as_bytes(), Some(&passphrase)).unwrap();
+        assert_eq!(read.key_pair.public_key_raw(), key.public_key_raw());
+        let without = parse_key_pem(pem.as_bytes(), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(without.contains("--passin"), "{without}");
+        let wrong = parse_key_pem(pem.as_bytes(), Some(&Passphrase::new("wrong")))
+            .err()
+            .unwrap();
+        assert!(wrong.to_string().contains("does not decrypt"), "{wrong}");
+    }
+
+    #[test]
+    fn passphrase_sources_follow_openssl_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        std::fs::write(&file, "from file\nsecond line\n").unwrap();
+
+        let from_file = Passphrase::parse(&format!("file:{}", file.display())).unwrap();
+        let literal = Passphrase::parse("pass:literal").unwrap();
+
+        assert_eq!(from_file.as_str(), "from file");
+        assert_eq!(literal.as_str(), "literal");
+        assert!(Passphrase::parse("literal").is_err());
+        assert!(Passphrase::parse("pass:").is_err());
+        assert!(Passphrase::parse("env:WSTUNNEL_TEST_SURELY_UNSET_VARIABLE").is_err());
+    }
+
+    #[test]
+    fn generated_key_types_are_recognised_when_read_back() {
+        for key_type in [
+            KeyType::EcdsaP256,
+            KeyType::EcdsaP384,
+            KeyType::Ed25519,
+            KeyType::Rsa2048,
+        ] {
+            let key = key_type.generate().unwrap();
+            let pem = key_to_pem(key.serialized_der(), None).unwrap();
+
+            let read = parse_key_pem(pem.as_bytes(), None).unwrap();
+
+            assert_eq!(key_type_of(&read.key_pair), Some(key_type));
+        }
+    }
+}

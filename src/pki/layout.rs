@@ -13,6 +13,12 @@ pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("certs").join("ca.cert.pem")
 }
 
+/// Chain of an intermediate CA (its certificate, then its issuer's):
+/// `certs/ca-chain.cert.pem`.
+pub fn ca_chain_path(dir: &Path) -> PathBuf {
+    dir.join("certs").join("ca-chain.cert.pem")
+}
+
 /// Private key of the CA: `private/ca.key.pem`.
 pub fn ca_key_path(dir: &Path) -> PathBuf {
     dir.join("private").join("ca.key.pem")

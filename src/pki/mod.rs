@@ -10,6 +10,7 @@ mod commands;
 pub mod config;
 pub mod database;
 mod der;
+pub mod fixtures;
 pub mod fsutil;
 pub mod inspect;
 pub mod keys;

@@ -206,11 +206,34 @@ pub fn ca_extensions(subject_public_key: &[u8]) -> Vec<CustomExtension> {
     ]
 }
 
-/// `server_cert` or `client_cert`, plus subjectAltName last (where `openssl ca` puts the
-/// names it copies from a request with `copy_extensions = copy`).
+/// `v3_intermediate_ca` of the OpenSSL guide the walkthrough follows:
+/// subjectKeyIdentifier=hash, authorityKeyIdentifier=keyid:always,issuer (the parent's key id
+/// alone when it has one), basicConstraints=critical,CA:true,pathlen:0,
+/// keyUsage=critical,digitalSignature,cRLSign,keyCertSign.
+pub fn intermediate_ca_extensions(
+    subject_public_key: &[u8],
+    issuer: &IssuerInfo,
+) -> Vec<CustomExtension> {
+    vec![
+        subject_key_id(subject_public_key),
+        authority_key_id(issuer, false),
+        extension(
+            OID_BASIC_CONSTRAINTS,
+            true,
+            der::sequence(&[
+                der::tlv(der::BOOLEAN, &[0xFF]),
+                der::tlv(der::INTEGER, &[0]),
+            ]),
+        ),
+        key_usage(&[KU_DIGITAL_SIGNATURE, KU_KEY_CERT_SIGN, KU_CRL_SIGN]),
+    ]
+}
+
+/// `server_cert` or `client_cert`, plus subjectAltName last when there are names (where
+/// `openssl ca` puts the names it copies from a request with `copy_extensions = copy`).
 ///
 /// # Errors
-/// Fails if a server profile gets no subjectAltName.
+/// Never fails today; the Result leaves room for profiles that validate their input.
 pub fn leaf_extensions(
     profile: Profile,
     subject_public_key: &[u8],
@@ -246,9 +269,6 @@ pub fn leaf_extensions(
             extended_key_usage(&[KP_CLIENT_AUTH, KP_EMAIL_PROTECTION]),
         ],
     };
-    if profile == Profile::Server && alt_names.is_empty() {
-        bail!("a server certificate needs at least one subjectAltName");
-    }
     if !alt_names.is_empty() {
         let names: Vec<Vec<u8>> = alt_names.iter().map(AltName::to_der).collect();
         extensions.push(extension(

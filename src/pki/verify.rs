@@ -86,7 +86,7 @@ pub fn verify(
         Profile::Server => KeyUsage::server_auth(),
         Profile::Client => KeyUsage::client_auth(),
     };
-    let explain = |error: webpki::Error| {
+    let rejection = |error: webpki::Error| {
         anyhow::anyhow!(explain(
             &error, cert_path, dir, purpose, host, &leaf, &crl_path
         ))
@@ -101,13 +101,13 @@ pub fn verify(
             revocation,
             None,
         )
-        .map_err(explain)?;
+        .map_err(rejection)?;
     if let Some(host) = host {
         let name = ServerName::try_from(host)
             .map_err(|_| anyhow::anyhow!("--host {host:?} is not a DNS name or IP address"))?;
         end_entity
             .verify_is_valid_for_subject_name(&name)
-            .map_err(explain)?;
+            .map_err(rejection)?;
     }
 
     let revocation_note = if crls.is_empty() {

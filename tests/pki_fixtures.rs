@@ -1,0 +1,199 @@
+//! `pki fixtures OUT`: every fixture behaves as its manifest says with `openssl verify` and
+//! with our own (rustls-webpki) `pki verify`, and valid ones last at least 20 years.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// The `openssl verify` error text for each manifest reason.
+fn openssl_error(reason: &str) -> &'static str {
+    match reason {
+        "revoked" => "certificate revoked",
+        "expired" => "certificate has expired",
+        "not-yet-valid" => "certificate is not yet valid",
+        "unknown-issuer" => "unable to get local issuer certificate",
+        "wrong-purpose" => "unsuitable certificate purpose",
+        "no-subject-alt-name" => "hostname mismatch",
+        other => panic!("unknown reason {other}"),
+    }
+}
+
+fn openssl_verify(out: &Path, fixture: &Value) -> Run {
+    let purpose = match fixture["purpose"].as_str().unwrap() {
+        "server" => "sslserver",
+        _ => "sslclient",
+    };
+    let mut args = vec![
+        "verify",
+        "-CAfile",
+        fixture["trust_anchor"].as_str().unwrap(),
+        "-purpose",
+        purpose,
+    ];
+    for crl in fixture["crls"].as_array().unwrap() {
+        args.extend(["-CRLfile", crl.as_str().unwrap()]);
+    }
+    args.push("-crl_check_all");
+    if let Some(chain) = fixture["chain"].as_str() {
+        args.extend(["-untrusted", chain]);
+    }
+    if let Some(host) = fixture["host"].as_str() {
+        args.extend(["-verify_hostname", host]);
+    }
+    args.push(fixture["cert"].as_str().unwrap());
+    openssl(out, &args)
+}
+
+#[test]
+fn every_fixture_behaves_as_its_manifest_says() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fixtures");
+
+    let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap(), "--json"]);
+
+    assert!(run.success, "{}", run.stderr);
+    let printed: Value = serde_json::from_str(&run.stdout).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fixtures.json")).unwrap()).unwrap();
+    assert_eq!(printed, manifest);
+    let fixtures = manifest["fixtures"].as_array().unwrap();
+    let names: Vec<&str> = fixtures
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for required in [
+        "server",
+        "client",
+        "client-revoked",
+        "client-expired",
+        "client-not-yet-valid",
+        "client-untrusted",
+        "server-as-client",
+        "server-no-san",
+        "client-intermediate",
+    ] {
+        assert!(
+            names.contains(&required),
+            "{required} missing from {names:?}"
+        );
+    }
+    for fixture in fixtures {
+        let name = fixture["name"].as_str().unwrap();
+        let run = openssl_verify(&out, fixture);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        match fixture["expected"].as_str().unwrap() {
+            "accept" => assert!(run.success, "{name} should be accepted: {output}"),
+            _ => {
+                let reason = fixture["reason"].as_str().unwrap();
+                assert!(!run.success, "{name} should be rejected");
+                assert!(
+                    output.contains(openssl_error(reason)),
+                    "{name}: {reason} not in {output}"
+                );
+            }
+        }
+        assert!(
+            out.join(fixture["key"].as_str().unwrap()).exists(),
+            "{name} has no key"
+        );
+    }
+}
+
+#[test]
+fn our_verify_agrees_with_the_manifest_for_root_issued_fixtures() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fixtures");
+    let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fixtures.json")).unwrap()).unwrap();
+
+    for fixture in manifest["fixtures"].as_array().unwrap() {
+        if !fixture["chain"].is_null() {
+            continue; // `pki verify` checks against the directory's own CA only.
+        }
+        let cert = out.join(fixture["cert"].as_str().unwrap());
+        let mut args = vec![
+            "verify",
+            cert.to_str().unwrap(),
+            "--purpose",
+            fixture["purpose"].as_str().unwrap(),
+        ];
+        if let Some(host) = fixture["host"].as_str() {
+            args.extend(["--host", host]);
+        }
+        let mut full = vec!["pki", "--dir", out.to_str().unwrap()];
+        full.extend(args);
+        let run = wstunnel(&full);
+        let name = fixture["name"].as_str().unwrap();
+        assert_eq!(
+            run.success,
+            fixture["expected"] == "accept",
+            "{name}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        let words = match fixture["reason"].as_str() {
+            None => "OK:",
+            Some("revoked") => "is revoked",
+            Some("expired") => "expired on 2021-01-01",
+            Some("not-yet-valid") => "not valid before 2060-01-01",
+            Some("unknown-issuer") => "was not issued by the CA",
+            Some("wrong-purpose") => "cannot authenticate a client",
+            Some("no-subject-alt-name") => "no matching subjectAltName",
+            Some(other) => panic!("unknown reason {other}"),
+        };
+        assert!(
+            format!("{}{}", run.stdout, run.stderr).contains(words),
+            "{name}: {words:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn valid_fixtures_and_crls_last_at_least_twenty_years() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fixtures");
+    let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fixtures.json")).unwrap()).unwrap();
+    // 20 years from now, as openssl's -attime wants it (seconds since the epoch).
+    let in_twenty_years = (time::OffsetDateTime::now_utc() + time::Duration::days(7305))
+        .unix_timestamp()
+        .to_string();
+
+    for fixture in manifest["fixtures"].as_array().unwrap() {
+        if fixture["expected"] != "accept" {
+            continue;
+        }
+        let mut args = vec![
+            "verify",
+            "-attime",
+            &in_twenty_years,
+            "-CAfile",
+            fixture["trust_anchor"].as_str().unwrap(),
+            "-crl_check_all",
+        ];
+        for crl in fixture["crls"].as_array().unwrap() {
+            args.extend(["-CRLfile", crl.as_str().unwrap()]);
+        }
+        if let Some(chain) = fixture["chain"].as_str() {
+            args.extend(["-untrusted", chain]);
+        }
+        args.push(fixture["cert"].as_str().unwrap());
+
+        let run = openssl(&out, &args);
+
+        assert!(
+            run.success,
+            "{} fails in 20 years: {}{}",
+            fixture["name"], run.stdout, run.stderr
+        );
+    }
+}
