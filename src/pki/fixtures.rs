@@ -87,7 +87,8 @@ pub struct Manifest {
 
 /// Generates the matrix into `out` (which must be missing or an empty directory) and writes
 /// `out/fixtures.json`. Everything is built in a hidden sibling of `out` and renamed to `out`
-/// when complete, so an interrupted run leaves no `out` (or `out` still empty).
+/// when complete, so an interrupted run leaves no `out` (or `out` still empty). The output is
+/// meant to be checked in, so it holds no `.wstunnel-pki.lock` files.
 ///
 /// # Errors
 /// Fails if `out` holds a CA or other files, or its parent cannot be written; nothing is left
@@ -332,8 +333,22 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
         format!("{json}\n").as_bytes(),
         FileMode::Public,
     )?;
+    // Every command on these CAs has finished, so nothing holds their locks any more.
+    for dir in [ca.dir(), untrusted.dir(), intermediate.dir()] {
+        remove_lock_file(dir)?;
+    }
     staging.commit()?;
     Ok(manifest)
+}
+
+fn remove_lock_file(dir: &Path) -> anyhow::Result<()> {
+    let path = layout::lock_path(dir);
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn serial_of(dir: &Path, name: &str) -> anyhow::Result<super::Serial> {

@@ -79,7 +79,8 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("openssl.cnf")
 }
 
-/// Lock file taken exclusively while `index.txt`, `serial` or `crlnumber` change.
+/// Lock file taken exclusively while `index.txt`, `serial` or `crlnumber` change. It stays in
+/// a CA directory made by `pki init`; `pki fixtures` removes it from its output.
 pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join(".wstunnel-pki.lock")
 }
