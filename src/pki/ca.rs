@@ -448,7 +448,7 @@ impl Ca {
         )?;
         issued.key_path = Some(key_path);
         issued.csr_path = csr_path;
-        tracing::info!(name = %issued.name, serial = %issued.serial, "issued a certificate");
+        tracing::debug!(name = %issued.name, serial = %issued.serial, "issued a certificate");
         Ok(issued)
     }
 
@@ -530,7 +530,7 @@ impl Ca {
             &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
         )?;
         issued.csr_path = csr_path;
-        tracing::info!(name = %issued.name, serial = %issued.serial, "signed a request");
+        tracing::debug!(name = %issued.name, serial = %issued.serial, "signed a request");
         Ok(issued)
     }
 
@@ -682,7 +682,7 @@ impl Ca {
             }
             // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
             RevokeTarget::Name(_) if already_revoked => {
-                tracing::info!(%serial, "already revoked; moving its files aside");
+                tracing::debug!(%serial, "already revoked; moving its files aside");
             }
             _ => {
                 entry.revoke(now_seconds(), reason);
@@ -693,7 +693,7 @@ impl Ca {
             self.move_aside(name, &serial)?;
         }
         let crl = self.gen_crl_locked(30)?;
-        tracing::info!(%serial, "revoked a certificate");
+        tracing::debug!(%serial, "revoked a certificate");
         Ok((serial, crl))
     }
 
