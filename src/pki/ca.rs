@@ -493,7 +493,10 @@ impl Ca {
         })?;
         let subject = Subject::from_x509(&csr.certification_request_info.subject)?;
         if subject.common_name().is_none() {
-            bail!("the request has no commonName (CN), which the walkthrough's policy requires");
+            bail!(
+                "the request has no commonName (CN), which the walkthrough's policy requires; \
+                 make it again with a CN (for example `openssl req -subj /CN=NAME`)"
+            );
         }
         let mut alt_names = profile::requested_alt_names(&csr)?;
         for extra in extra_sans {
@@ -505,8 +508,12 @@ impl Ca {
             alt_names = profile::server_alt_names(&[]);
         }
         let spki = &csr.certification_request_info.subject_pki;
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
-            .map_err(|e| anyhow::anyhow!("the request's public key type is not supported: {e}"))?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw).map_err(|e| {
+            anyhow::anyhow!(
+                "the request's public key type is not supported ({e}); make the request with \
+                     an RSA, ECDSA P-256/P-384 or Ed25519 key"
+            )
+        })?;
         let copy = pem::encode(&pem::Pem::new(
             "CERTIFICATE REQUEST",
             block.contents().to_vec(),
@@ -678,7 +685,11 @@ impl Ca {
         let already_revoked = entry.status == Status::Revoked;
         match target {
             RevokeTarget::Serial(_) if already_revoked => {
-                bail!("serial {serial} ({}) is already revoked", entry.subject)
+                bail!(
+                    "serial {serial} ({}) is already revoked; nothing to do (`wstunnel pki \
+                     gen-crl` writes a fresh CRL)",
+                    entry.subject
+                )
             }
             // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
             RevokeTarget::Name(_) if already_revoked => {

@@ -95,7 +95,7 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
         bail!("the certificate NAME is empty; use letters, digits, '.', '_' or '-'");
     }
     if name.len() > 64 {
-        bail!("the certificate NAME {name:?} is longer than 64 characters");
+        bail!("the certificate NAME {name:?} is longer than 64 characters; use a shorter one");
     }
     if name.starts_with('.') {
         bail!("the certificate NAME {name:?} starts with '.'; start it with a letter or digit");
