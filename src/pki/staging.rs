@@ -4,6 +4,11 @@
 //! The directory is built in a hidden sibling, `.NAME.wstunnel-staging-XXXXXX`, in the same
 //! parent (so the final rename is atomic). A failure removes the sibling; a killed process
 //! cannot, so the next run removes siblings of the same NAME that no live process holds.
+//!
+//! Two runs for the same target at the same moment do not mix their files: one wins and the
+//! other fails, usually because its rename finds the target no longer empty. Known limit: a run
+//! that has created its sibling but not yet locked it (a window of a few system calls) can
+//! have the sibling removed by the other run's clean-up, and then fails with an error naming it.
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
