@@ -345,3 +345,59 @@ fn bad_arguments_and_damaged_database_files_are_named() {
     assert_refused(&dir, &["issue-client", "bob"], &["index.txt line 1"]);
     assert_refused(&dir, &["gen-crl"], &["index.txt line 1"]);
 }
+
+#[test]
+fn errors_on_damaged_files_and_repeated_requests_say_what_to_do() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    pki_ok(&dir, &["revoke", "--serial", "1000"]);
+    openssl_ok(
+        root.path(),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "nocn.key",
+            "-out",
+            "nocn.csr.pem",
+            "-subj",
+            "/O=no common name",
+        ],
+    );
+    let csr = root.path().join("nocn.csr.pem");
+
+    assert_refused(
+        &dir,
+        &["revoke", "--serial", "1000"],
+        &["already revoked", "nothing to do", "gen-crl"],
+    );
+    assert_refused(
+        &dir,
+        &["sign-csr", csr.to_str().unwrap(), "--profile", "client"],
+        &["nocn.csr.pem", "no commonName", "-subj /CN=NAME"],
+    );
+    assert_refused(
+        &dir,
+        &["issue-client", &"x".repeat(65)],
+        &["longer than 64 characters", "use a shorter one"],
+    );
+    std::fs::write(dir.join("serial"), "not hex\n").unwrap();
+    assert_refused(
+        &dir,
+        &["issue-client", "bob"],
+        &["serial is damaged", "write the next free number"],
+    );
+    std::fs::write(dir.join("serial"), "1001\n").unwrap();
+    std::fs::write(dir.join("index.txt"), "V\tgarbage\n").unwrap();
+    assert_refused(
+        &dir,
+        &["gen-crl"],
+        &["index.txt line 1", "fix or remove that line"],
+    );
+}

@@ -624,3 +624,72 @@ fn a_name_revoked_by_serial_or_by_openssl_is_freed_by_revoke_name_and_reissued()
     let statuses: Vec<&str> = lines.iter().map(|l| &l[..1]).collect();
     assert_eq!(statuses, ["R", "R", "V", "V"]);
 }
+
+#[test]
+fn pki_commands_print_results_on_stdout_and_log_nothing_at_the_default_level() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ca");
+    let dir_arg = dir.to_str().unwrap();
+    let password = root.path().join("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let commands: [(&[&str], &str); 6] = [
+        (
+            &["pki", "init", dir_arg, "--key-type", "ecdsa-p256"],
+            "created the CA",
+        ),
+        (
+            &["pki", "--dir", dir_arg, "issue-client", "alice"],
+            "issued alice",
+        ),
+        (
+            &["pki", "--dir", dir_arg, "issue-server"],
+            "issued wstunnel-server",
+        ),
+        (
+            &[
+                "pki",
+                "--dir",
+                dir_arg,
+                "export-p12",
+                "alice",
+                "--password-file",
+                password.to_str().unwrap(),
+            ],
+            "alice.p12",
+        ),
+        (
+            &["pki", "--dir", dir_arg, "revoke", "alice"],
+            "revoked serial",
+        ),
+        (&["pki", "--dir", dir_arg, "gen-crl"], "CRL number"),
+    ];
+
+    for (args, result) in commands {
+        let run = wstunnel_logging(args, None);
+
+        assert!(run.success, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.contains(result), "{args:?}: {}", run.stdout);
+        assert_eq!(run.stderr, "", "{args:?} logged at the default level");
+    }
+}
+
+#[test]
+fn pki_events_are_still_logged_at_debug_level() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ca");
+
+    let run = wstunnel_logging(
+        &[
+            "pki",
+            "init",
+            dir.to_str().unwrap(),
+            "--key-type",
+            "ecdsa-p256",
+        ],
+        Some("debug"),
+    );
+
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("created the CA"), "{}", run.stderr);
+    assert!(!run.stdout.contains("DEBUG"), "{}", run.stdout);
+}

@@ -197,3 +197,20 @@ fn valid_fixtures_and_crls_last_at_least_twenty_years() {
         );
     }
 }
+
+#[test]
+fn fixture_output_holds_no_lock_files() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fixtures");
+
+    let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap()]);
+
+    assert!(run.success, "{}", run.stderr);
+    let files = snapshot(&out);
+    let locks: Vec<_> = files
+        .keys()
+        .filter(|path| path.to_string_lossy().contains(".lock"))
+        .collect();
+    assert!(locks.is_empty(), "lock files in the fixtures: {locks:?}");
+    assert!(files.contains_key(Path::new("intermediate/certs/ca-chain.cert.pem")));
+}

@@ -18,6 +18,7 @@ use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status}
 use super::fsutil::{DirLock, FileMode, write_atomic, write_new};
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
+use super::staging::Staging;
 use super::subject::{Field, Subject};
 use super::{config, layout};
 
@@ -180,17 +181,50 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
-    /// Creates a CA in `dir` (created if missing): the walkthrough's layout, `openssl.cnf`,
-    /// `serial` 1000, `crlnumber`, an empty `index.txt`, the CA key and self-signed certificate
-    /// (`v3_ca`), and an initial empty CRL numbered 1000 (so `crlnumber` then holds 1001).
+    /// Creates a CA in `dir`: the walkthrough's layout, `openssl.cnf`, `serial` 1000,
+    /// `crlnumber`, an empty `index.txt`, the CA key and self-signed certificate (`v3_ca`),
+    /// and an initial empty CRL numbered 1000 (so `crlnumber` then holds 1001).
+    ///
+    /// The CA is built in a hidden sibling of `dir` and renamed to `dir` when complete (see
+    /// [`Staging`]), so an interrupted init leaves either no CA or a complete one. `dir` may be
+    /// missing (its parents are created) or an empty directory, which is replaced.
     ///
     /// # Errors
-    /// Refuses a directory that already holds a CA, a path that is a file, or a directory that
-    /// is not writable; in those cases nothing is written.
+    /// Refuses a directory that already holds a CA, a path that is a file, a non-empty
+    /// directory, or a parent that is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
         check_new_ca_dir(dir)?;
         let subject = init_subject(&options)?;
-        let (dir, lock) = create_layout(dir)?;
+        let staging = Staging::begin(dir)?;
+        let ca = Ca::build(staging.path(), staging.target(), &subject, options)?;
+        let dir = staging.commit()?;
+        tracing::debug!(dir = %dir.display(), "created the CA");
+        Ok(ca.moved_to(dir))
+    }
+
+    /// Builds a CA in `build_dir` (created if missing; not yet the CA's final place) whose
+    /// `openssl.cnf` names `final_dir`. The directory lock file stays in `build_dir`.
+    ///
+    /// # Errors
+    /// As [`Ca::init`]; a failure leaves `build_dir` partly written, for the caller's
+    /// [`Staging`] to remove.
+    pub(crate) fn init_staged(
+        build_dir: &Path,
+        final_dir: &Path,
+        options: InitOptions,
+    ) -> anyhow::Result<Ca> {
+        let subject = init_subject(&options)?;
+        Ca::build(build_dir, final_dir, &subject, options)
+    }
+
+    fn build(
+        build_dir: &Path,
+        final_dir: &Path,
+        subject: &Subject,
+        options: InitOptions,
+    ) -> anyhow::Result<Ca> {
+        let lock = create_layout(build_dir, final_dir)?;
+        let dir = build_dir;
 
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
@@ -205,46 +239,53 @@ impl Ca {
             .self_signed(&key)
             .context("cannot sign the CA certificate")?;
         write_new(
-            &layout::ca_key_path(&dir),
+            &layout::ca_key_path(dir),
             key_pem.as_bytes(),
             FileMode::Private,
         )?;
         write_new(
-            &layout::ca_cert_path(&dir),
+            &layout::ca_cert_path(dir),
             cert.pem().as_bytes(),
             FileMode::Public,
         )?;
 
-        let ca = Ca::from_parts(&dir, cert.der().to_vec(), key)?;
+        let ca = Ca::from_parts(dir, cert.der().to_vec(), key)?;
         ca.gen_crl_locked(30)?;
         drop(lock);
-        tracing::info!(dir = %dir.display(), "created the CA");
         Ok(ca)
     }
 
-    /// Creates an intermediate CA in `dir` (its own layout, database and CRL, like
-    /// [`Ca::init`]) whose certificate this CA issues as `NAME` (recorded in this CA's
-    /// `index.txt`), with the `v3_intermediate_ca` profile of the OpenSSL guide the
-    /// walkthrough follows (`pathlen:0`). `dir/certs/ca-chain.cert.pem` holds the
-    /// intermediate then this CA's certificate.
+    /// The same CA after its directory was renamed to `dir`.
+    pub(crate) fn moved_to(mut self, dir: PathBuf) -> Ca {
+        self.dir = dir;
+        self
+    }
+
+    /// Creates an intermediate CA in `build_dir` (its own layout, database and CRL, like
+    /// [`Ca::init_staged`], with `openssl.cnf` naming `final_dir`) whose certificate this CA
+    /// issues as `NAME` (recorded in this CA's `index.txt`), with the `v3_intermediate_ca`
+    /// profile of the OpenSSL guide the walkthrough follows (`pathlen:0`).
+    /// `certs/ca-chain.cert.pem` holds the intermediate then this CA's certificate.
     ///
     /// # Errors
     /// As [`Ca::init`], and refuses an invalid or existing NAME in this CA.
-    pub fn init_intermediate(
+    pub(crate) fn init_intermediate(
         &self,
-        dir: &Path,
+        build_dir: &Path,
+        final_dir: &Path,
         name: &str,
         options: InitOptions,
     ) -> anyhow::Result<Ca> {
         layout::validate_name(name)?;
         self.check_name_free(name)?;
-        check_new_ca_dir(dir)?;
+        check_new_ca_dir(build_dir)?;
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
         let extensions =
             profile::intermediate_ca_extensions(key.public_key_raw(), &self.issuer_info);
-        let (dir, lock) = create_layout(dir)?;
+        let lock = create_layout(build_dir, final_dir)?;
+        let dir = build_dir;
 
         let issued = {
             let _parent_lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
@@ -262,25 +303,25 @@ impl Ca {
         let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
         let parent_pem = pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()));
         write_new(
-            &layout::ca_key_path(&dir),
+            &layout::ca_key_path(dir),
             key_pem.as_bytes(),
             FileMode::Private,
         )?;
         write_new(
-            &layout::ca_cert_path(&dir),
+            &layout::ca_cert_path(dir),
             cert_pem.as_bytes(),
             FileMode::Public,
         )?;
         write_atomic(
-            &layout::ca_chain_path(&dir),
+            &layout::ca_chain_path(dir),
             format!("{cert_pem}{parent_pem}").as_bytes(),
             FileMode::Public,
         )?;
 
-        let ca = Ca::from_parts(&dir, cert_der, key)?;
+        let ca = Ca::from_parts(dir, cert_der, key)?;
         ca.gen_crl_locked(30)?;
         drop(lock);
-        tracing::info!(dir = %dir.display(), "created an intermediate CA");
+        tracing::debug!(dir = %final_dir.display(), "created an intermediate CA");
         Ok(ca)
     }
 
@@ -407,7 +448,7 @@ impl Ca {
         )?;
         issued.key_path = Some(key_path);
         issued.csr_path = csr_path;
-        tracing::info!(name = %issued.name, serial = %issued.serial, "issued a certificate");
+        tracing::debug!(name = %issued.name, serial = %issued.serial, "issued a certificate");
         Ok(issued)
     }
 
@@ -452,7 +493,10 @@ impl Ca {
         })?;
         let subject = Subject::from_x509(&csr.certification_request_info.subject)?;
         if subject.common_name().is_none() {
-            bail!("the request has no commonName (CN), which the walkthrough's policy requires");
+            bail!(
+                "the request has no commonName (CN), which the walkthrough's policy requires; \
+                 make it again with a CN (for example `openssl req -subj /CN=NAME`)"
+            );
         }
         let mut alt_names = profile::requested_alt_names(&csr)?;
         for extra in extra_sans {
@@ -464,8 +508,12 @@ impl Ca {
             alt_names = profile::server_alt_names(&[]);
         }
         let spki = &csr.certification_request_info.subject_pki;
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw)
-            .map_err(|e| anyhow::anyhow!("the request's public key type is not supported: {e}"))?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.raw).map_err(|e| {
+            anyhow::anyhow!(
+                "the request's public key type is not supported ({e}); make the request with \
+                     an RSA, ECDSA P-256/P-384 or Ed25519 key"
+            )
+        })?;
         let copy = pem::encode(&pem::Pem::new(
             "CERTIFICATE REQUEST",
             block.contents().to_vec(),
@@ -489,7 +537,7 @@ impl Ca {
             &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
         )?;
         issued.csr_path = csr_path;
-        tracing::info!(name = %issued.name, serial = %issued.serial, "signed a request");
+        tracing::debug!(name = %issued.name, serial = %issued.serial, "signed a request");
         Ok(issued)
     }
 
@@ -637,11 +685,15 @@ impl Ca {
         let already_revoked = entry.status == Status::Revoked;
         match target {
             RevokeTarget::Serial(_) if already_revoked => {
-                bail!("serial {serial} ({}) is already revoked", entry.subject)
+                bail!(
+                    "serial {serial} ({}) is already revoked; nothing to do (`wstunnel pki \
+                     gen-crl` writes a fresh CRL)",
+                    entry.subject
+                )
             }
             // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
             RevokeTarget::Name(_) if already_revoked => {
-                tracing::info!(%serial, "already revoked; moving its files aside");
+                tracing::debug!(%serial, "already revoked; moving its files aside");
             }
             _ => {
                 entry.revoke(now_seconds(), reason);
@@ -652,7 +704,7 @@ impl Ca {
             self.move_aside(name, &serial)?;
         }
         let crl = self.gen_crl_locked(30)?;
-        tracing::info!(%serial, "revoked a certificate");
+        tracing::debug!(%serial, "revoked a certificate");
         Ok((serial, crl))
     }
 
@@ -748,7 +800,7 @@ impl Ca {
 }
 
 /// Refuses a path that is a file or a directory that already holds a CA.
-fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "{} exists and is not a directory; pick a directory for the CA",
@@ -773,42 +825,33 @@ fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the directory, its lock, subdirectories, openssl.cnf and database files; returns
-/// the absolute path and the held lock.
-fn create_layout(dir: &Path) -> anyhow::Result<(PathBuf, DirLock)> {
-    let created_dir = !dir.exists();
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let cnf = match config::openssl_cnf(&dir) {
-        Ok(cnf) => cnf,
-        Err(error) => {
-            if created_dir {
-                let _ = fs::remove_dir(&dir);
-            }
-            return Err(error);
-        }
-    };
-    // The lock file is the first write: a read-only directory fails here, unchanged.
-    let lock = DirLock::acquire(&layout::lock_path(&dir))?;
+/// Creates `build_dir` (if missing), its lock, subdirectories, openssl.cnf (naming
+/// `final_dir`, where the directory will be renamed to) and database files; returns the held
+/// lock.
+fn create_layout(build_dir: &Path, final_dir: &Path) -> anyhow::Result<DirLock> {
+    let cnf = config::openssl_cnf(final_dir)?;
+    fs::create_dir_all(build_dir)
+        .with_context(|| format!("cannot create {}", build_dir.display()))?;
+    let dir = build_dir;
+    let lock = DirLock::acquire(&layout::lock_path(dir))?;
     for sub in layout::SUBDIRS {
         let path = dir.join(sub);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     }
-    fs::set_permissions(dir.join("private"), fs::Permissions::from_mode(0o700))
-        .context("cannot make private/ mode 0700")?;
-    write_atomic(&layout::config_path(&dir), cnf.as_bytes(), FileMode::Public)?;
+    let private = dir.join("private");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} mode 0700", private.display()))?;
+    write_atomic(&layout::config_path(dir), cnf.as_bytes(), FileMode::Public)?;
     let first = Serial::from_bytes(&[0x10, 0x00]);
-    database::write_counter(&layout::serial_path(&dir), &first)?;
-    database::write_counter(&layout::crlnumber_path(&dir), &first)?;
-    write_atomic(&layout::index_path(&dir), b"", FileMode::Public)?;
+    database::write_counter(&layout::serial_path(dir), &first)?;
+    database::write_counter(&layout::crlnumber_path(dir), &first)?;
+    write_atomic(&layout::index_path(dir), b"", FileMode::Public)?;
     write_atomic(
-        &layout::index_attr_path(&dir),
+        &layout::index_attr_path(dir),
         b"unique_subject = no\n",
         FileMode::Public,
     )?;
-    Ok((dir, lock))
+    Ok(lock)
 }
 
 fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {

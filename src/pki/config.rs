@@ -14,10 +14,17 @@ use anyhow::bail;
 /// `\`, `#` or a line break).
 pub fn openssl_cnf(dir: &Path) -> anyhow::Result<String> {
     let Some(dir) = dir.to_str() else {
-        bail!("the CA directory {} is not valid UTF-8", dir.display());
+        bail!(
+            "the CA directory {} is not valid UTF-8, which openssl.cnf cannot hold; pick a \
+             directory whose path is UTF-8",
+            dir.display()
+        );
     };
     if dir.contains(['$', '\\', '#', '\n', '\r', '"']) {
-        bail!("the CA directory {dir:?} holds a character openssl.cnf cannot express ($ \\ # \")");
+        bail!(
+            "the CA directory {dir:?} holds a character openssl.cnf cannot express ($ \\ # \"); \
+             pick a directory whose path has none of them"
+        );
     }
     Ok(TEMPLATE.replace("@DIR@", dir))
 }

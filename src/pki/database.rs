@@ -152,7 +152,10 @@ impl FromStr for RevocationReason {
             "holdInstruction" => Ok(RevocationReason::CertificateHold),
             "keyTime" => Ok(RevocationReason::KeyCompromise),
             "CAkeyTime" => Ok(RevocationReason::CaCompromise),
-            _ => bail!("unknown revocation reason {text:?}"),
+            _ => bail!(
+                "unknown revocation reason {text:?} (expected an RFC 5280 name such as \
+                 keyCompromise, superseded or cessationOfOperation)"
+            ),
         }
     }
 }
@@ -286,8 +289,13 @@ impl Index {
             if line.is_empty() {
                 continue;
             }
-            let entry = IndexEntry::parse(line)
-                .with_context(|| format!("{} line {}", path.display(), number + 1))?;
+            let entry = IndexEntry::parse(line).with_context(|| {
+                format!(
+                    "{} line {} is not an OpenSSL database line; fix or remove that line",
+                    path.display(),
+                    number + 1
+                )
+            })?;
             entries.push(entry);
         }
         Ok(Index { entries })
@@ -319,7 +327,13 @@ impl Index {
 pub fn read_counter(path: &Path) -> anyhow::Result<Serial> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Serial::parse_hex(&text).with_context(|| format!("{} is damaged", path.display()))
+    Serial::parse_hex(&text).with_context(|| {
+        format!(
+            "{} is damaged; it must hold one hexadecimal number (such as 1000): restore it, or \
+             write the next free number into it",
+            path.display()
+        )
+    })
 }
 
 /// Writes a hex counter file atomically.

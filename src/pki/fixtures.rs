@@ -11,8 +11,9 @@ use std::path::Path;
 use anyhow::Context;
 use time::{Date, Month, OffsetDateTime};
 
-use super::ca::{SanPolicy, now_seconds};
+use super::ca::{SanPolicy, check_new_ca_dir, now_seconds};
 use super::fsutil::{FileMode, write_atomic};
+use super::staging::Staging;
 use super::{
     Ca, InitOptions, IssueRequest, KeyType, Profile, RevocationReason, RevokeTarget, Validity,
     layout,
@@ -84,14 +85,22 @@ pub struct Manifest {
     pub fixtures: Vec<Fixture>,
 }
 
-/// Generates the matrix into `out` (which must not already hold a CA) and writes
-/// `out/fixtures.json`.
+/// Generates the matrix into `out` (which must be missing or an empty directory) and writes
+/// `out/fixtures.json`. Everything is built in a hidden sibling of `out` and renamed to `out`
+/// when complete, so an interrupted run leaves no `out` (or `out` still empty). The output is
+/// meant to be checked in, so it holds no `.wstunnel-pki.lock` files.
 ///
 /// # Errors
-/// Fails if `out` holds a CA or cannot be written.
+/// Fails if `out` holds a CA or other files, or its parent cannot be written; nothing is left
+/// behind then.
 pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
-    let ca = Ca::init(
-        out,
+    check_new_ca_dir(out)?;
+    let staging = Staging::begin(out)?;
+    let build = staging.path().to_path_buf();
+    let target = staging.target().to_path_buf();
+    let ca = Ca::init_staged(
+        &build,
+        &target,
         InitOptions {
             common_name: Some("wstunnel Fixtures Root CA".to_owned()),
             key_type,
@@ -99,9 +108,10 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
             ..InitOptions::default()
         },
     )?;
-    let out = ca.dir().to_path_buf();
-    let untrusted = Ca::init(
-        &out.join("untrusted"),
+    let out = build.clone();
+    let untrusted = Ca::init_staged(
+        &build.join("untrusted"),
+        &target.join("untrusted"),
         InitOptions {
             common_name: Some("wstunnel Untrusted Root CA".to_owned()),
             key_type,
@@ -110,7 +120,8 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
         },
     )?;
     let intermediate = ca.init_intermediate(
-        &out.join("intermediate"),
+        &build.join("intermediate"),
+        &target.join("intermediate"),
         "intermediate",
         InitOptions {
             common_name: Some("wstunnel Fixtures Intermediate CA".to_owned()),
@@ -322,7 +333,22 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
         format!("{json}\n").as_bytes(),
         FileMode::Public,
     )?;
+    // Every command on these CAs has finished, so nothing holds their locks any more.
+    for dir in [ca.dir(), untrusted.dir(), intermediate.dir()] {
+        remove_lock_file(dir)?;
+    }
+    staging.commit()?;
     Ok(manifest)
+}
+
+fn remove_lock_file(dir: &Path) -> anyhow::Result<()> {
+    let path = layout::lock_path(dir);
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn serial_of(dir: &Path, name: &str) -> anyhow::Result<super::Serial> {

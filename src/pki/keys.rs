@@ -165,10 +165,17 @@ pub fn parse_key_pem(text: &[u8], passin: Option<&Passphrase>) -> anyhow::Result
             })?;
             document.as_bytes().to_vec()
         }
-        other => bail!("unsupported key format {other:?}"),
+        other => bail!(
+            "it holds a {other:?} block, a key format this tool does not read; convert it to \
+             PKCS#8 with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`"
+        ),
     };
-    let key_pair = KeyPair::try_from(pkcs8_der.as_slice())
-        .map_err(|e| anyhow::anyhow!("the key is not RSA, ECDSA P-256/P-384 or Ed25519 ({e})"))?;
+    let key_pair = KeyPair::try_from(pkcs8_der.as_slice()).map_err(|e| {
+        anyhow::anyhow!(
+            "the key is not RSA, ECDSA P-256/P-384 or Ed25519 ({e}); use a key of one of \
+                 those types"
+        )
+    })?;
     Ok(LoadedKey {
         key_pair,
         pkcs8_der,

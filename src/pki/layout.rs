@@ -79,7 +79,8 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("openssl.cnf")
 }
 
-/// Lock file taken exclusively while `index.txt`, `serial` or `crlnumber` change.
+/// Lock file taken exclusively while `index.txt`, `serial` or `crlnumber` change. It stays in
+/// a CA directory made by `pki init`; `pki fixtures` removes it from its output.
 pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join(".wstunnel-pki.lock")
 }
@@ -94,7 +95,7 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
         bail!("the certificate NAME is empty; use letters, digits, '.', '_' or '-'");
     }
     if name.len() > 64 {
-        bail!("the certificate NAME {name:?} is longer than 64 characters");
+        bail!("the certificate NAME {name:?} is longer than 64 characters; use a shorter one");
     }
     if name.starts_with('.') {
         bail!("the certificate NAME {name:?} starts with '.'; start it with a letter or digit");

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod layout;
 pub mod p12;
 pub mod profile;
+pub mod staging;
 pub mod subject;
 pub mod verify;
 

@@ -72,6 +72,6 @@ pub fn export(
         .map_err(|e| anyhow::anyhow!("cannot write the PKCS#12 bundle: {e}"))?;
     let out = out.unwrap_or_else(|| layout::p12_path(dir, name));
     write_atomic(&out, &bundle, FileMode::Private)?;
-    tracing::info!(path = %out.display(), "exported a PKCS#12 bundle");
+    tracing::debug!(path = %out.display(), "exported a PKCS#12 bundle");
     Ok(out)
 }

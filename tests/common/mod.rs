@@ -48,6 +48,19 @@ pub fn wstunnel_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         .into()
 }
 
+/// Runs `wstunnel ARGS` with the log level a user gets (no `RUST_LOG`), or `log_level`.
+pub fn wstunnel_logging(args: &[&str], log_level: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wstunnel"));
+    command
+        .args(args)
+        .env_remove("WSTUNNEL_PKI_DIR")
+        .env_remove("RUST_LOG");
+    if let Some(level) = log_level {
+        command.env("RUST_LOG", level);
+    }
+    command.output().expect("run wstunnel").into()
+}
+
 /// Runs `wstunnel pki --dir DIR ARGS`, asserting success.
 pub fn pki_ok(dir: &Path, args: &[&str]) -> Run {
     let mut full = vec!["pki", "--dir", dir.to_str().unwrap()];
