@@ -25,4 +25,5 @@ dev-env *ARGS:
 bench:
     cargo build --release
     bash bench/pki.sh
+    bash bench/pki_fixtures.sh
     bash bench/tunnel.sh
