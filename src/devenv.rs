@@ -33,8 +33,9 @@ pub struct DevEnvArgs {
     /// directory under the system's temporary directory (printed at start).
     dir: Option<PathBuf>,
 
-    /// Tunnels for the client, in `wstunnel client -L` syntax (repeatable). By default one TCP
-    /// forward from a free local port to a built-in echo service.
+    /// More tunnels for the client, in `wstunnel client -L` syntax (repeatable). The client
+    /// always has one TCP forward from a free local port to a built-in echo service; these come
+    /// in addition.
     #[arg(short = 'L', long = "local-to-remote", value_name = "TUNNEL")]
     local_to_remote: Vec<String>,
 
@@ -65,7 +66,46 @@ async fn run_async(args: DevEnvArgs) -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => default_dir()?,
     };
-    let ca = prepare_ca(&exe, &dir).await?;
+    let outcome = tokio::select! {
+        outcome = run_environment(&exe, &dir, &args) => outcome,
+        signal = termination() => {
+            eprintln!("stopping ({signal})");
+            Ok(())
+        }
+    };
+
+    // A self-test in a directory of its own leaves no keys behind; a running environment
+    // keeps its directory so that its certificates can be reused.
+    if args.self_test
+        && args.dir.is_none()
+        && let Some(parent) = dir.parent()
+    {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+    outcome
+}
+
+/// Ctrl-C, SIGTERM (timeout, CI cancel, service managers) or SIGHUP (closed terminal): the
+/// children are killed on the way out, since they are `kill_on_drop`.
+async fn termination() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupted";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = terminate.recv() => "terminated",
+        _ = hangup.recv() => "hung up",
+    }
+}
+
+async fn run_environment(exe: &Path, dir: &Path, args: &DevEnvArgs) -> anyhow::Result<()> {
+    let exe = exe.to_path_buf();
+    let ca = prepare_ca(&exe, dir).await?;
 
     let echo_port = start_echo_service().await?;
     let server_port = match args.server_port {
@@ -83,15 +123,11 @@ async fn run_async(args: DevEnvArgs) -> anyhow::Result<()> {
     )?;
     wait_for_listener(server_port, &mut server, "server").await?;
 
-    let (tunnels, local_port) = if args.local_to_remote.is_empty() {
-        let port = free_tcp_port()?;
-        (
-            vec![format!("tcp://127.0.0.1:{port}:127.0.0.1:{echo_port}")],
-            Some(port),
-        )
-    } else {
-        (args.local_to_remote.clone(), None)
-    };
+    let local_port = free_tcp_port()?;
+    let mut tunnels = vec![format!(
+        "tcp://127.0.0.1:{local_port}:127.0.0.1:{echo_port}"
+    )];
+    tunnels.extend(args.local_to_remote.iter().cloned());
     let mut client_args = client_command(&ca, CLIENT_NAME, &server_url);
     for tunnel in &tunnels {
         client_args.push("-L".into());
@@ -105,9 +141,8 @@ async fn run_async(args: DevEnvArgs) -> anyhow::Result<()> {
         Arc::clone(&client_log),
         !args.self_test,
     )?;
-    if let Some(port) = local_port {
-        wait_for_listener(port, &mut client, "client").await?;
-    }
+    // A bad -L makes the client exit at once: this reports it before anything says "running".
+    wait_for_listener(local_port, &mut client, "client").await?;
 
     let outcome = if args.self_test {
         let checks = SelfTest {
@@ -120,7 +155,7 @@ async fn run_async(args: DevEnvArgs) -> anyhow::Result<()> {
         checks.run(local_port).await
     } else {
         print_summary(&exe, &ca, &server_url, echo_port, &tunnels);
-        wait_for_interrupt(&mut server, &mut client).await
+        wait_for_exit(&mut server, &mut client).await
     };
 
     // kill_on_drop would do this too, but waiting makes sure the ports are free on return.
@@ -358,13 +393,9 @@ fn print_summary(exe: &Path, ca: &CaPaths, server_url: &str, echo_port: u16, tun
     println!("{client_line} {server_url}");
 }
 
-async fn wait_for_interrupt(server: &mut Child, client: &mut Child) -> anyhow::Result<()> {
+/// Returns only when a child exits; Ctrl-C and other signals are handled by the caller.
+async fn wait_for_exit(server: &mut Child, client: &mut Child) -> anyhow::Result<()> {
     tokio::select! {
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("cannot listen for Ctrl-C")?;
-            eprintln!("stopping");
-            Ok(())
-        }
         status = server.wait() => bail!("the server exited unexpectedly ({})", status?),
         status = client.wait() => bail!("the client exited unexpectedly ({})", status?),
     }
@@ -388,7 +419,7 @@ struct SelfTest<'a> {
 }
 
 impl SelfTest<'_> {
-    async fn run(&self, local_port: Option<u16>) -> anyhow::Result<()> {
+    async fn run(&self, local_port: u16) -> anyhow::Result<()> {
         let mut failures = 0;
         let mut report = |name: &str, result: anyhow::Result<String>| match result {
             Ok(detail) => println!("ok      {name}: {detail}"),
@@ -398,15 +429,7 @@ impl SelfTest<'_> {
             }
         };
 
-        match local_port {
-            Some(port) => report("tunnel carries data", self.check_data(port).await),
-            None => report(
-                "tunnel carries data",
-                Err(anyhow::anyhow!(
-                    "custom -L tunnels given; only the default one is checked"
-                )),
-            ),
-        }
+        report("tunnel carries data", self.check_data(local_port).await);
         report(
             "client without certificate refused",
             self.check_no_certificate().await,

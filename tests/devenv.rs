@@ -67,3 +67,98 @@ fn self_test_fails_when_the_ca_directory_is_not_usable() {
     assert!(!success, "self-test passed on a plain file:\n{output}");
     assert!(output.contains("error:"), "{output}");
 }
+
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|child| child.parse().unwrap())
+        .collect()
+}
+
+fn is_running(pid: u32) -> bool {
+    // A zombie is dead: only its exit status is left for the parent.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigterm_stops_the_environment_and_every_process_it_started() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev_env = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args(["dev-env", tmp.path().join("ca").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(dev_env.stdout.take().unwrap());
+    let mut lines = stdout.lines();
+    let running = lines.find(|line| line.as_ref().unwrap().contains("is running"));
+    assert!(running.is_some(), "dev-env never said it was running");
+    let children = children_of(dev_env.id());
+    assert_eq!(
+        children.len(),
+        2,
+        "expected a server and a client: {children:?}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &dev_env.id().to_string()])
+        .status()
+        .unwrap();
+    let status = dev_env.wait().unwrap();
+
+    assert!(status.success(), "dev-env exited with {status} on SIGTERM");
+    for child in children {
+        assert!(
+            !is_running(child),
+            "child {child} still runs after dev-env stopped"
+        );
+    }
+}
+
+#[test]
+fn a_bad_tunnel_spec_fails_before_the_environment_says_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "dev-env",
+            tmp.path().join("ca").to_str().unwrap(),
+            "-L",
+            "bogus://x",
+        ])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("is running"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bogus://"));
+}
+
+#[test]
+fn self_test_also_runs_with_extra_tunnels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "dev-env",
+            dir.to_str().unwrap(),
+            "--self-test",
+            "-L",
+            "udp://127.0.0.1:0:127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok      tunnel carries data"), "{stdout}");
+}
