@@ -348,7 +348,9 @@ fn pings_are_answered_so_an_idle_tunnel_outlives_four_ping_periods() {
         local,
     );
     let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stream.write_all(b"before").unwrap();
     let mut buffer = [0u8; 6];
     stream.read_exact(&mut buffer).unwrap();
@@ -359,7 +361,11 @@ fn pings_are_answered_so_an_idle_tunnel_outlives_four_ping_periods() {
     stream.read_exact(&mut buffer).unwrap();
 
     assert_eq!(&buffer, b"after!");
-    assert!(!server.log().contains("three pings unanswered"), "{}", server.log());
+    assert!(
+        !server.log().contains("three pings unanswered"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -369,7 +375,9 @@ fn a_peer_that_never_answers_pings_is_dropped() {
     let (server, server_port) = plain_server(temp.path(), &["--websocket-ping-frequency", "1s"]);
     let token = descriptor_for(echo);
     let mut stream = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
 
     let request = format!(
         "GET /v1/events HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
@@ -382,7 +390,10 @@ fn a_peer_that_never_answers_pings_is_dropped() {
 
     assert!(ended.is_ok(), "the server closes the connection");
     assert!(everything.starts_with(b"HTTP/1.1 101"));
-    let pings = everything.windows(2).filter(|pair| pair == &[0x89, 0x00]).count();
+    let pings = everything
+        .windows(2)
+        .filter(|pair| pair == &[0x89, 0x00])
+        .count();
     assert!(pings >= 3, "{pings} pings seen");
     server.wait_for_log("three pings unanswered");
 }
@@ -395,5 +406,9 @@ fn descriptor_for(destination: std::net::SocketAddr) -> String {
         destination.ip(),
         destination.port()
     );
-    format!("{}.{}.", engine.encode(r#"{"alg":"HS256"}"#), engine.encode(payload))
+    format!(
+        "{}.{}.",
+        engine.encode(r#"{"alg":"HS256"}"#),
+        engine.encode(payload)
+    )
 }

@@ -76,7 +76,7 @@ pub fn run_server(args: cli::ServerArgs) -> anyhow::Result<()> {
                 ping_every: Some(args.websocket_ping_frequency),
             },
         };
-        server::serve(settings).await
+        server::serve(settings, server_threads()).await
     })
 }
 
@@ -209,9 +209,25 @@ fn path_prefix(requested: &str, identity: Option<&(PathBuf, PathBuf)>) -> anyhow
     })
 }
 
+/// A single-threaded runtime: the client, and each server thread, run on one of these (see
+/// `server::serve` for why).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Server threads: `TOKIO_WORKER_THREADS` (as upstream honours it) or one per CPU.
+fn server_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|threads| *threads > 0)
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|threads| threads.get())
+        })
+        .unwrap_or(1)
 }
