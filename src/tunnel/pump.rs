@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::frame::{FrameReader, FrameWriter, HEADER_ROOM, OpCode};
+use super::frame::{Chunk, FrameReader, FrameWriter, HEADER_ROOM, OpCode};
 
 /// First read size from the local end; the buffer doubles each time a read fills it.
 const INITIAL_READ: usize = 16 * 1024;
@@ -147,23 +147,22 @@ where
 
     let incoming = async {
         loop {
-            let frame = frames_in.next_frame().await;
-            match frame {
-                Ok(Some((OpCode::Binary | OpCode::Text | OpCode::Continuation, payload))) => {
+            match frames_in.next_chunk().await {
+                Ok(Some(Chunk::Data(payload))) => {
                     let length = payload.len() as u64;
                     if let Err(error) = write_and_flush(&mut local_write, payload).await {
                         return Ending::Error(error);
                     }
                     received.fetch_add(length, Ordering::Relaxed);
                 }
-                Ok(Some((OpCode::Ping, payload))) => {
+                Ok(Some(Chunk::Control(OpCode::Ping, payload))) => {
                     let _ = control_tx.send(Control::Pong(payload.to_vec()));
                 }
-                Ok(Some((OpCode::Pong, _))) => {
+                Ok(Some(Chunk::Control(OpCode::Pong, _))) => {
                     let _ = outstanding
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                 }
-                Ok(Some((OpCode::Close, _))) | Ok(None) => {
+                Ok(Some(Chunk::Control(_, _))) | Ok(None) => {
                     let _ = control_tx.send(Control::CloseReply);
                     // The outgoing side sends the Close reply and ends the tunnel.
                     std::future::pending::<()>().await;
