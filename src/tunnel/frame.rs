@@ -375,6 +375,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub async fn send_close(&mut self) -> io::Result<()> {
         self.send(OpCode::Close, &1000u16.to_be_bytes()).await
     }
+
+    /// Sends a Close frame with status 1008 (policy violation): the server ended the tunnel
+    /// for a policy reason such as a revoked certificate.
+    pub async fn send_close_policy(&mut self) -> io::Result<()> {
+        self.send(OpCode::Close, &1008u16.to_be_bytes()).await
+    }
+
+    /// Ends the transport's write side (TLS close_notify, then TCP FIN).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
 }
 
 /// Writes a final-frame header; returns its length.

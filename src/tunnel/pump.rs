@@ -19,6 +19,8 @@ use super::frame::{Chunk, FrameReader, FrameWriter, HEADER_ROOM, OpCode};
 const INITIAL_READ: usize = 16 * 1024;
 /// Largest local read (and so largest frame we send).
 const MAX_READ: usize = 4 * 1024 * 1024;
+/// How long the Close frame and TLS close_notify may take to go out at the end of a tunnel.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// After this many unanswered pings the tunnel is dropped (upstream's rule).
 const MAX_OUTSTANDING_PINGS: u32 = 3;
 
@@ -177,6 +179,10 @@ where
         ending = incoming => ending,
         reason = cancel => Ending::Cancelled(reason),
     };
+    if let Ending::Cancelled(_) = ending {
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, frames_out.send_close_policy()).await;
+    }
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, frames_out.shutdown()).await;
     let _ = local_write.shutdown().await;
     (
         ending,
@@ -300,7 +306,14 @@ where
             reason = &mut cancel => break Ending::Cancelled(reason),
         }
     };
-    let _ = frames_out.send_close().await;
+    let goodbye = async {
+        match ending {
+            Ending::Cancelled(_) => frames_out.send_close_policy().await?,
+            _ => frames_out.send_close().await?,
+        }
+        frames_out.shutdown().await
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
     (ending, totals)
 }
 
