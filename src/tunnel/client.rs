@@ -228,7 +228,7 @@ impl Listener {
             }
             LocalTunnelSpec::Stdio { .. } => anyhow::bail!("stdio has no listener"),
         };
-        tracing::info!("listening for {spec:?}");
+        tracing::info!("listening for {spec}");
         Ok(listener)
     }
 }
