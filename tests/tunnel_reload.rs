@@ -169,3 +169,50 @@ fn served_certificate_fingerprint(port: u16, pki: &Pki) -> String {
         _ => String::new(),
     }
 }
+
+#[test]
+fn a_crl_published_after_start_is_picked_up_by_a_server_started_without_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    std::fs::remove_file(pki.crl()).unwrap();
+    let echo = echo_server();
+    let port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&[
+            "server",
+            "--pki",
+            s(&pki.dir),
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        port,
+    );
+    let local = free_port();
+    let _client = start_client(
+        &wstunnel(),
+        temp.path(),
+        "client",
+        args(&[
+            "client",
+            "-L",
+            &format!("tcp://{local}:{echo}"),
+            "--pki",
+            s(&pki.dir),
+            "--pki-client",
+            TO_REVOKE,
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        local,
+    );
+    let before = round_trip_works(local);
+
+    pki.revoke(TO_REVOKE);
+    server.wait_for_log("TLS files changed");
+    let after = round_trip_works(local);
+
+    assert!(before, "no CRL yet: the certificate is accepted");
+    assert!(!after, "the new CRL revokes it");
+    server.wait_for_log("client certificate revoked");
+}
