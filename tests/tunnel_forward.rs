@@ -412,3 +412,23 @@ fn descriptor_for(destination: std::net::SocketAddr) -> String {
         engine.encode(payload)
     )
 }
+
+#[test]
+fn socks5_udp_associate_keeps_datagram_boundaries() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = udp_echo_server();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("socks5://127.0.0.1:{local}?login=alice&password=s3cret"),
+        &[],
+        local,
+    );
+
+    let (_control, relay) = socks5_udp_associate(local, "alice", "s3cret");
+
+    assert_eq!(relay.port(), local, "the relay shares the SOCKS5 port");
+    socks5_udp_boundaries_hold(relay, echo);
+}

@@ -199,6 +199,8 @@ pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::R
 /// A bound local listener.
 enum Listener {
     Tcp(TcpListener),
+    /// SOCKS5: TCP for requests, UDP on the same address for UDP ASSOCIATE.
+    Socks5(TcpListener, UdpSocket),
     Unix(UnixListener),
     Udp(UdpSocket),
 }
@@ -206,12 +208,21 @@ enum Listener {
 impl Listener {
     async fn bind(spec: &LocalTunnelSpec) -> anyhow::Result<Listener> {
         let listener = match spec {
-            LocalTunnelSpec::Tcp { bind, .. } | LocalTunnelSpec::Socks5 { bind, .. } => {
-                Listener::Tcp(
-                    TcpListener::bind(bind)
-                        .await
-                        .with_context(|| format!("cannot listen on {bind}"))?,
-                )
+            LocalTunnelSpec::Tcp { bind, .. } => Listener::Tcp(
+                TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {bind}"))?,
+            ),
+            LocalTunnelSpec::Socks5 { bind, .. } => {
+                let tcp = TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {bind}"))?;
+                // Same port for UDP, also when the spec asked for port 0.
+                let udp_address = tcp.local_addr().unwrap_or(*bind);
+                let udp = UdpSocket::bind(udp_address)
+                    .await
+                    .with_context(|| format!("cannot listen on udp {udp_address} for SOCKS5"))?;
+                Listener::Socks5(tcp, udp)
             }
             LocalTunnelSpec::Udp { bind, .. } => Listener::Udp(
                 UdpSocket::bind(bind)
@@ -291,18 +302,29 @@ async fn serve_listener(
                 .await
             });
         },
-        (Listener::Tcp(listener), LocalTunnelSpec::Socks5 { credentials, .. }) => loop {
-            let (stream, peer) = listener
-                .accept()
-                .await
-                .context("accept on a -L socks5 listener")?;
-            let _ = stream.set_nodelay(true);
-            let connector = Arc::clone(&connector);
-            let credentials = credentials.clone();
-            tokio::spawn(async move {
-                socks5::serve(&connector, stream, peer, credentials.as_ref()).await
-            });
-        },
+        (
+            Listener::Socks5(listener, udp),
+            LocalTunnelSpec::Socks5 {
+                credentials,
+                timeout,
+                ..
+            },
+        ) => {
+            let udp_relay = udp.local_addr().context("SOCKS5 UDP socket address")?;
+            tokio::spawn(socks5::serve_udp(Arc::clone(&connector), udp, timeout));
+            loop {
+                let (stream, peer) = listener
+                    .accept()
+                    .await
+                    .context("accept on a -L socks5 listener")?;
+                let _ = stream.set_nodelay(true);
+                let connector = Arc::clone(&connector);
+                let credentials = credentials.clone();
+                tokio::spawn(async move {
+                    socks5::serve(&connector, stream, peer, credentials.as_ref(), udp_relay).await
+                });
+            }
+        }
         (
             Listener::Udp(socket),
             LocalTunnelSpec::Udp {
@@ -417,6 +439,7 @@ async fn serve_udp(
                     inbound,
                     socket: Arc::clone(&socket),
                     peer,
+                    prefix: Vec::new(),
                 };
                 let connector = Arc::clone(&connector);
                 let host = host.clone();
@@ -435,7 +458,7 @@ async fn serve_udp(
     }
 }
 
-async fn forward_datagrams(
+pub async fn forward_datagrams(
     connector: &Connector,
     local: DatagramEnd,
     host: &Host,

@@ -9,7 +9,7 @@
 //! - `server`, `client`, `socks5`: the two roles and the client's SOCKS5 listener.
 //!
 //! Not implemented yet: reverse tunnels (`-R`; the server answers them 400), the restrictions
-//! file, HTTP/2 and WebTransport transports, `-L http://` and `tproxy`, SOCKS5 UDP ASSOCIATE.
+//! file, HTTP/2 and WebTransport transports, `-L http://` and `tproxy`.
 
 pub mod cli;
 mod client;

@@ -203,11 +203,13 @@ pub enum DatagramEnd {
     /// Server side: a socket connected to the destination.
     Connected(UdpSocket),
     /// Client side: datagrams of one local peer, routed by the listener, answered through the
-    /// shared listening socket.
+    /// shared listening socket; `prefix` goes in front of every answer (the SOCKS5 UDP header,
+    /// empty for plain UDP).
     Peer {
         inbound: mpsc::Receiver<Vec<u8>>,
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
+        prefix: Vec<u8>,
     },
 }
 
@@ -226,8 +228,22 @@ impl DatagramEnd {
     async fn send(&self, datagram: &[u8]) -> io::Result<()> {
         match self {
             DatagramEnd::Connected(socket) => socket.send(datagram).await.map(|_| ()),
-            DatagramEnd::Peer { socket, peer, .. } => {
-                socket.send_to(datagram, *peer).await.map(|_| ())
+            DatagramEnd::Peer {
+                socket,
+                peer,
+                prefix,
+                ..
+            } if prefix.is_empty() => socket.send_to(datagram, *peer).await.map(|_| ()),
+            DatagramEnd::Peer {
+                socket,
+                peer,
+                prefix,
+                ..
+            } => {
+                let mut framed = Vec::with_capacity(prefix.len() + datagram.len());
+                framed.extend_from_slice(prefix);
+                framed.extend_from_slice(datagram);
+                socket.send_to(&framed, *peer).await.map(|_| ())
             }
         }
     }
