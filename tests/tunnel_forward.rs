@@ -432,3 +432,18 @@ fn socks5_udp_associate_keeps_datagram_boundaries() {
     assert_eq!(relay.port(), local, "the relay shares the SOCKS5 port");
     socks5_udp_boundaries_hold(relay, echo);
 }
+
+#[test]
+fn a_second_server_on_a_busy_port_fails_instead_of_sharing_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_first, port) = plain_server(temp.path(), &[]);
+
+    let second = Command::new(wstunnel())
+        .args(["server", &format!("ws://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}

@@ -164,7 +164,14 @@ impl Connector {
 }
 
 /// Runs every `-L` listener until one fails, or until a stdio tunnel ends.
-pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::Result<()> {
+///
+/// `-L tcp://` listeners are served by `threads` threads (see `threads`); the others by the
+/// calling thread.
+pub async fn run(
+    connector: Connector,
+    specs: Vec<LocalTunnelSpec>,
+    threads: usize,
+) -> anyhow::Result<()> {
     let connector = Arc::new(connector);
     let mut tasks = tokio::task::JoinSet::new();
     let mut stdio = None;
@@ -179,6 +186,21 @@ pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::R
             }
             spec => {
                 let listener = Listener::bind(&spec).await?;
+                if let Listener::Tcp(tcp) = &listener
+                    && let (Ok(address), LocalTunnelSpec::Tcp { .. }) = (tcp.local_addr(), &spec)
+                {
+                    let (connector, spec) = (Arc::clone(&connector), spec.clone());
+                    super::threads::spawn_extra("client", threads - 1, address, move |tcp| {
+                        let (connector, spec) = (Arc::clone(&connector), spec.clone());
+                        async move {
+                            if let Err(error) =
+                                serve_listener(connector, spec, Listener::Tcp(tcp)).await
+                            {
+                                tracing::error!("listener stopped: {error:#}");
+                            }
+                        }
+                    });
+                }
                 tasks.spawn(serve_listener(Arc::clone(&connector), spec, listener));
             }
         }
@@ -208,11 +230,7 @@ enum Listener {
 impl Listener {
     async fn bind(spec: &LocalTunnelSpec) -> anyhow::Result<Listener> {
         let listener = match spec {
-            LocalTunnelSpec::Tcp { bind, .. } => Listener::Tcp(
-                TcpListener::bind(bind)
-                    .await
-                    .with_context(|| format!("cannot listen on {bind}"))?,
-            ),
+            LocalTunnelSpec::Tcp { bind, .. } => Listener::Tcp(super::threads::bind_first(*bind)?),
             LocalTunnelSpec::Socks5 { bind, .. } => {
                 let tcp = TcpListener::bind(bind)
                     .await

@@ -21,6 +21,7 @@ mod restrictions;
 mod server;
 mod socks5;
 mod spec;
+mod threads;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ pub fn run_server(args: cli::ServerArgs) -> anyhow::Result<()> {
                 ping_every: Some(args.websocket_ping_frequency),
             },
         };
-        server::serve(settings, server_threads()).await
+        server::serve(settings, threads::count()).await
     })
 }
 
@@ -171,7 +172,7 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             },
             connect_timeout: args.connect_timeout,
         };
-        client::run(connector, args.local_to_remote).await
+        client::run(connector, args.local_to_remote, threads::count()).await
     })
 }
 
@@ -209,25 +210,11 @@ fn path_prefix(requested: &str, identity: Option<&(PathBuf, PathBuf)>) -> anyhow
     })
 }
 
-/// A single-threaded runtime: the client, and each server thread, run on one of these (see
-/// `server::serve` for why).
+/// A single-threaded runtime: the client's main thread and each server thread run on one of
+/// these (see `threads` for why).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// Server threads: `TOKIO_WORKER_THREADS` (as upstream honours it) or one per CPU.
-fn server_threads() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .filter(|threads| *threads > 0)
-        .or_else(|| {
-            std::thread::available_parallelism()
-                .ok()
-                .map(|threads| threads.get())
-        })
-        .unwrap_or(1)
 }

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -18,6 +17,7 @@ use super::http;
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::restrictions::Restrictions;
 use super::spec::Host;
+use super::threads;
 use crate::tls::identity::PeerIdentity;
 use crate::tls::reasons;
 use crate::tls::server::{Revocations, ServerTls};
@@ -39,18 +39,12 @@ pub struct ServerSettings {
     pub pump: PumpOptions,
 }
 
-/// Listens and serves until the process is stopped, on `threads` threads.
-///
-/// Each thread runs its own single-threaded runtime with its own listening socket on the same
-/// address (`SO_REUSEPORT`; the kernel spreads connections over them). A tunnel then lives on
-/// one thread from accept to close: no hand-offs between worker threads, which measurably cost
-/// more CPU per short tunnel than the work itself on a multi-threaded runtime. Another process
-/// of the same user could join the port the same way.
+/// Listens and serves until the process is stopped, on `threads` threads (see `threads`).
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve(settings: ServerSettings, threads: usize) -> anyhow::Result<()> {
-    let listener = bind_shared(settings.bind)?;
+    let listener = threads::bind_first(settings.bind)?;
     let mode = match &settings.tls {
         Some(tls) if tls.requires_client_certificates() => "wss, client certificates required",
         Some(_) => "wss",
@@ -59,50 +53,15 @@ pub async fn serve(settings: ServerSettings, threads: usize) -> anyhow::Result<(
     let bound = listener.local_addr().unwrap_or(settings.bind);
     tracing::info!("listening on {bound} ({mode}, {threads} threads)");
     let settings = Arc::new(settings);
-    for index in 1..threads {
-        let settings = Arc::clone(&settings);
-        let spawned = std::thread::Builder::new()
-            .name(format!("server-{index}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        return tracing::error!("cannot start server thread {index}: {error}");
-                    }
-                };
-                runtime.block_on(async move {
-                    match bind_shared(bound) {
-                        Ok(listener) => accept_loop(settings, listener).await,
-                        Err(error) => tracing::error!("server thread {index}: {error:#}"),
-                    }
-                })
-            });
-        if let Err(error) = spawned {
-            tracing::error!("cannot start server thread {index}: {error}");
-        }
-    }
+    let shared = Arc::clone(&settings);
+    threads::spawn_extra(
+        "server",
+        threads.saturating_sub(1),
+        bound,
+        move |listener| accept_loop(Arc::clone(&shared), listener),
+    );
     accept_loop(settings, listener).await;
     Ok(())
-}
-
-/// Binds `address` with `SO_REUSEPORT` so that every server thread can have its own listener.
-fn bind_shared(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-    }
-    .context("cannot create a TCP socket")?;
-    socket.set_reuseaddr(true).context("SO_REUSEADDR")?;
-    socket.set_reuseport(true).context("SO_REUSEPORT")?;
-    socket
-        .bind(address)
-        .with_context(|| format!("cannot listen on {address}"))?;
-    socket
-        .listen(1024)
-        .with_context(|| format!("cannot listen on {address}"))
 }
 
 async fn accept_loop(settings: Arc<ServerSettings>, listener: TcpListener) {
