@@ -450,3 +450,44 @@ fn a_second_server_on_a_busy_port_fails_instead_of_sharing_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn proxy_protocol_option_sends_a_v2_header_naming_the_tunnel_client() {
+    let temp = tempfile::tempdir().unwrap();
+    let destination = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let destination_address = destination.local_addr().unwrap();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("tcp://{local}:{destination_address}?proxy_protocol"),
+        &[],
+        local,
+    );
+
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream.write_all(b"after the header").unwrap();
+    // The client's readiness probe made a tunnel of its own that closed at once: skip it.
+    let mut received = [0u8; 44];
+    loop {
+        let (mut accepted, _) = destination.accept().unwrap();
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        if accepted.read_exact(&mut received).is_ok() {
+            break;
+        }
+    }
+    let (header, data) = received.split_at(28);
+
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n", "PROXY v2 signature");
+    assert_eq!(header[12], 0x21, "version 2, command PROXY");
+    assert_eq!(header[13], 0x11, "TCP over IPv4");
+    assert_eq!(
+        &header[16..20],
+        &[127, 0, 0, 1],
+        "source: the tunnel client"
+    );
+    assert_eq!(data, b"after the header");
+}

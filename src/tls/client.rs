@@ -1,5 +1,8 @@
 //! The client's TLS: an optional client certificate (mTLS) and how the server's certificate is
 //! verified.
+//!
+//! The configuration is built once at start-up: unlike upstream's client, ours does not reload
+//! its certificate and key when the files change; a renewed certificate needs a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
