@@ -150,7 +150,7 @@ async fn handle_upgrade<S>(
         Ok(Some(head)) => head,
         Ok(None) => return,
         Err(reason) => {
-            tracing::warn!(%peer, "request rejected: {reason}");
+            tracing::warn!(%peer, "request rejected: {}", printable(&reason));
             http::write_bad_request(&mut stream, REJECTION_BODY).await;
             return;
         }
@@ -158,7 +158,7 @@ async fn handle_upgrade<S>(
     let accepted = match check_and_connect(settings, &head, peer, client.as_ref()).await {
         Ok(accepted) => accepted,
         Err(reason) => {
-            tracing::warn!(%peer, "request rejected: {reason}");
+            tracing::warn!(%peer, "request rejected: {}", printable(&reason));
             http::write_bad_request(&mut stream, REJECTION_BODY).await;
             return;
         }
@@ -187,6 +187,8 @@ async fn handle_upgrade<S>(
         rp: port,
         ..
     } = &accepted.descriptor;
+    // The id is whatever the client put in its token: keep it from forging log lines.
+    let id = printable(id);
     tracing::info!(%peer, %id, "tunnel opened: {} to {host}:{port}", kind.name());
     let (read_half, write_half) = tokio::io::split(stream);
     let frames_in = FrameReader::new(read_half, &head.leftover);
@@ -222,6 +224,21 @@ async fn handle_upgrade<S>(
             totals.sent
         ),
     }
+}
+
+/// Text from the peer made safe for a log line: control characters (line breaks that would
+/// forge log lines, terminal escapes) become `?`, and it is cut at 200 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|character| {
+            if character.is_control() {
+                '?'
+            } else {
+                character
+            }
+        })
+        .collect()
 }
 
 /// Resolves when a CRL reload revokes the client certificate of this tunnel.
@@ -440,6 +457,15 @@ mod tests {
         assert!(path_prefix("/p/events/").is_err());
         assert!(path_prefix("v1/events").is_err());
         assert!(path_prefix("/events").is_err());
+    }
+
+    #[test]
+    fn peer_text_cannot_break_a_log_line() {
+        assert_eq!(
+            printable("id\n2026 WARN forged\u{1b}[31m"),
+            "id?2026 WARN forged?[31m"
+        );
+        assert_eq!(printable(&"x".repeat(500)).len(), 200);
     }
 
     #[test]
