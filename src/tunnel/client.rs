@@ -20,6 +20,7 @@ use super::http;
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::socks5;
 use super::spec::{Host, LocalTunnelSpec, Scheme, ServerUrl};
+use crate::tls::client::ClientTls;
 
 /// Any transport to the server: TCP or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -32,7 +33,7 @@ pub type FramesOut = FrameWriter<WriteHalf<Box<dyn Transport>>>;
 pub struct Connector {
     pub url: ServerUrl,
     /// `Some` for wss://.
-    pub tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    pub tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
     /// Already percent-encoded path segment.
     pub path_prefix: String,
     /// `-H` headers, in order (the last of a name wins).
@@ -80,14 +81,13 @@ impl Connector {
             .with_context(|| format!("cannot connect to the server {server_host}:{server_port}"))?;
         let _ = tcp.set_nodelay(true);
         let mut transport: Box<dyn Transport> = match &self.tls {
-            Some((connector, server_name)) => {
-                let stream =
-                    connector
-                        .connect(server_name.clone(), tcp)
-                        .await
-                        .map_err(|error| {
-                            anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
-                        })?;
+            Some((tls, server_name)) => {
+                let stream = tokio_rustls::TlsConnector::from(tls.current())
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(|error| {
+                        anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
+                    })?;
                 Box::new(stream)
             }
             None => Box::new(tcp),

@@ -144,14 +144,10 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             let files = ClientTlsFiles {
                 verification,
                 identity: identity.clone(),
+                send_sni: !args.tls_sni_disable,
             };
-            let mut config = (*tls::client::build(&files)?).clone();
-            config.enable_sni = !args.tls_sni_disable;
             let name = client::server_name(&args.url, args.tls_sni_override.as_deref())?;
-            Some((
-                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
-                name,
-            ))
+            Some((tls::client::ClientTls::load(files)?, name))
         } else {
             None
         };

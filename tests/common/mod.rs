@@ -134,6 +134,11 @@ impl Pki {
         self.gencrl();
     }
 
+    /// Issues another client certificate `name` with common name `common_name`.
+    pub fn issue_client(&self, name: &str, common_name: &str) {
+        issue(&self.dir, name, common_name, "client_cert", &[]);
+    }
+
     fn gencrl(&self) {
         let cnf = self.dir.join("openssl.cnf");
         // Written to a temporary file and renamed so a watcher never sees half a CRL.
