@@ -491,3 +491,27 @@ fn proxy_protocol_option_sends_a_v2_header_naming_the_tunnel_client() {
     );
     assert_eq!(data, b"after the header");
 }
+
+#[test]
+fn a_server_that_never_answers_the_upgrade_fails_the_tunnel_after_the_connect_timeout() {
+    // A listener that accepts (through its backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let temp = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{silent_port}"),
+        &format!("tcp://{local}:127.0.0.1:9"),
+        &["--connect-timeout", "1s"],
+        local,
+    );
+
+    let works = round_trip_works(local);
+
+    assert!(!works);
+    client.wait_for_log(&format!(
+        "no tunnel from 127.0.0.1:{silent_port} within 1 s"
+    ));
+    drop(silent);
+}
