@@ -5,7 +5,8 @@ Run through bench/tunnel.sh. Everything runs on 127.0.0.1: a throwaway PKI made 
 openssl CLI, an echo server, a sink server, our server and client (and upstream's when
 UPSTREAM_WSTUNNEL is set), all over wss:// with mTLS and `-L tcp://`.
 
-Figures (medians of several runs, printed with ratios):
+Figures (medians of several runs, printed with ratios; the implementations are measured in
+alternation within each round so that load from other programs affects them alike):
   - throughput of one TCP stream through the tunnel vs the same transfer direct;
   - short tunnels per second (connect, 32-byte round trip, close), one at a time and 32 at once;
   - server memory (RSS) with 1000 open idle tunnels.
@@ -273,9 +274,14 @@ def idle_memory(stack):
     return before, with_tunnels
 
 
-def median_of(function, runs):
-    values = [function() for _ in range(runs)]
-    return statistics.median(values), values
+def interleaved(stacks, measure, runs):
+    """Runs `measure(stack)` `runs` times for each stack, alternating stacks within each round
+    so that background load on the machine hits every implementation alike."""
+    values = {stack.name: [] for stack in stacks}
+    for _ in range(runs):
+        for stack in stacks:
+            values[stack.name].append(measure(stack))
+    return {name: (statistics.median(runs), runs) for name, runs in values.items()}
 
 
 def main():
@@ -286,29 +292,38 @@ def main():
         make_pki(pki)
         echo, sink = EchoServer(), SinkServer()
         mib = STREAM_BYTES / (1 << 20)
-        results = {}
-
-        direct, direct_runs = median_of(lambda: mib / stream_seconds(sink.port), RUNS)
-        print(f"direct       throughput  {direct:9.1f} MiB/s  runs {fmt(direct_runs)}")
 
         implementations = [("ours", OURS)] + ([("upstream", UPSTREAM)] if UPSTREAM else [])
-        for name, binary in implementations:
-            stack = Stack(name, binary, pki, workdir, echo.port, sink.port)
-            try:
-                figures = {}
-                figures["throughput"], runs = median_of(
-                    lambda: mib / stream_seconds(stack.sink_local), RUNS)
-                print(f"{name:12} throughput  {figures['throughput']:9.1f} MiB/s  runs {fmt(runs)}")
-                figures["sequential"], runs = median_of(lambda: sequential_rate(stack.echo_local), 3)
-                print(f"{name:12} 1 at a time {figures['sequential']:9.1f} tunnels/s runs {fmt(runs)}")
-                figures["parallel"], runs = median_of(lambda: parallel_rate(stack.echo_local), 3)
-                print(f"{name:12} 32 at once  {figures['parallel']:9.1f} tunnels/s runs {fmt(runs)}")
+        stacks = [Stack(name, binary, pki, workdir, echo.port, sink.port)
+                  for name, binary in implementations]
+
+        class Direct:
+            name = "direct"
+            sink_local = sink.port
+
+        try:
+            results = {name: {} for name, _ in implementations}
+            throughput = interleaved([Direct()] + stacks,
+                                     lambda stack: mib / stream_seconds(stack.sink_local), RUNS)
+            for name, (median, runs) in throughput.items():
+                print(f"{name:12} throughput  {median:9.1f} MiB/s     runs {fmt(runs)}")
+                if name in results:
+                    results[name]["throughput"] = median
+            direct = throughput["direct"][0]
+            for figure, label, measure in (
+                ("sequential", "1 at a time", lambda stack: sequential_rate(stack.echo_local)),
+                ("parallel", "32 at once ", lambda stack: parallel_rate(stack.echo_local)),
+            ):
+                for name, (median, runs) in interleaved(stacks, measure, RUNS).items():
+                    print(f"{name:12} {label} {median:9.1f} tunnels/s runs {fmt(runs)}")
+                    results[name][figure] = median
+            for stack in stacks:
                 before, with_tunnels = idle_memory(stack)
-                figures["memory"] = with_tunnels
-                print(f"{name:12} server RSS  {before / 1024:9.1f} MiB idle, "
+                results[stack.name]["memory"] = with_tunnels
+                print(f"{stack.name:12} server RSS  {before / 1024:9.1f} MiB idle, "
                       f"{with_tunnels / 1024:.1f} MiB with {IDLE_TUNNELS} open tunnels")
-                results[name] = figures
-            finally:
+        finally:
+            for stack in stacks:
                 stack.stop()
 
         ours = results["ours"]
@@ -316,14 +331,14 @@ def main():
         print(f"ours/direct throughput        {ours['throughput'] / direct:6.2f}  (target >= 0.5)")
         if "upstream" in results:
             upstream = results["upstream"]
-            print(f"ours/upstream throughput      {ours['throughput'] / upstream['throughput']:6.2f}"
-                  "  (target >= 1.2)")
-            print(f"ours/upstream 1 at a time     {ours['sequential'] / upstream['sequential']:6.2f}"
-                  "  (target >= 1.5)")
-            print(f"ours/upstream 32 at once      {ours['parallel'] / upstream['parallel']:6.2f}"
-                  "  (target >= 1.5)")
-            print(f"ours/upstream memory          {ours['memory'] / upstream['memory']:6.2f}"
-                  "  (target <= 1.0)")
+            for figure, label, target in (
+                ("throughput", "throughput   ", ">= 1.2"),
+                ("sequential", "1 at a time  ", ">= 1.5"),
+                ("parallel", "32 at once   ", ">= 1.5"),
+                ("memory", "memory       ", "<= 1.0"),
+            ):
+                ratio = ours[figure] / upstream[figure]
+                print(f"ours/upstream {label}   {ratio:6.2f}  (target {target})")
         else:
             print("upstream: skipped (set UPSTREAM_WSTUNNEL to an upstream wstunnel binary)")
 

@@ -413,3 +413,106 @@ fn descriptor_for(destination: std::net::SocketAddr) -> String {
         engine.encode(payload)
     )
 }
+
+#[test]
+fn socks5_udp_associate_keeps_datagram_boundaries() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = udp_echo_server();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("socks5://127.0.0.1:{local}?login=alice&password=s3cret"),
+        &[],
+        local,
+    );
+
+    let (_control, relay) = socks5_udp_associate(local, "alice", "s3cret");
+
+    assert_eq!(relay.port(), local, "the relay shares the SOCKS5 port");
+    socks5_udp_boundaries_hold(relay, echo);
+}
+
+#[test]
+fn a_second_server_on_a_busy_port_fails_instead_of_sharing_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_first, port) = plain_server(temp.path(), &[]);
+
+    let second = Command::new(wstunnel())
+        .args(["server", &format!("ws://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn proxy_protocol_option_sends_a_v2_header_naming_the_tunnel_client() {
+    let temp = tempfile::tempdir().unwrap();
+    let destination = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let destination_address = destination.local_addr().unwrap();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("tcp://{local}:{destination_address}?proxy_protocol"),
+        &[],
+        local,
+    );
+
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream.write_all(b"after the header").unwrap();
+    // The client's readiness probe made a tunnel of its own that closed at once: skip it.
+    let mut received = [0u8; 44];
+    loop {
+        let (mut accepted, _) = destination.accept().unwrap();
+        accepted
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        if accepted.read_exact(&mut received).is_ok() {
+            break;
+        }
+    }
+    let (header, data) = received.split_at(28);
+
+    assert_eq!(&header[..12], b"\r\n\r\n\0\r\nQUIT\n", "PROXY v2 signature");
+    assert_eq!(header[12], 0x21, "version 2, command PROXY");
+    assert_eq!(header[13], 0x11, "TCP over IPv4");
+    assert_eq!(
+        &header[16..20],
+        &[127, 0, 0, 1],
+        "source: the tunnel client"
+    );
+    assert_eq!(data, b"after the header");
+}
+
+#[test]
+fn a_server_that_never_answers_the_upgrade_fails_the_tunnel_after_the_connect_timeout() {
+    // A listener that accepts (through its backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let temp = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{silent_port}"),
+        &format!("tcp://{local}:127.0.0.1:9"),
+        &["--connect-timeout", "1s"],
+        local,
+    );
+
+    let works = round_trip_works(local);
+
+    assert!(!works);
+    client.wait_for_log(&format!(
+        "no tunnel from 127.0.0.1:{silent_port} within 1 s"
+    ));
+    drop(silent);
+}

@@ -139,6 +139,22 @@ impl Setup {
         assert_eq!(sha256(&received), sha256(&data));
     }
 
+    fn socks5_udp(&self) {
+        let local = free_port();
+        let arguments = self.client_args(&format!(
+            "socks5://127.0.0.1:{local}?login=alice&password=s3cret"
+        ));
+        let _client = start_client(
+            &self.client_program,
+            &self.dir,
+            "socks5-udp-client",
+            arguments,
+            local,
+        );
+        let (_control, relay) = socks5_udp_associate(local, "alice", "s3cret");
+        socks5_udp_boundaries_hold(relay, self.udp_echo);
+    }
+
     fn stdio(&self) {
         let arguments = self.client_args(&format!("stdio://{}", self.tcp_echo));
         stdio_round_trip(
@@ -195,4 +211,14 @@ fn upstream_client_socks5_through_our_server_with_mtls() {
 #[test]
 fn upstream_client_stdio_through_our_server_with_mtls() {
     run(Direction::UpstreamClientOurServer, Setup::stdio);
+}
+
+#[test]
+fn our_client_socks5_udp_through_upstream_server_with_mtls() {
+    run(Direction::OurClientUpstreamServer, Setup::socks5_udp);
+}
+
+#[test]
+fn upstream_client_socks5_udp_through_our_server_with_mtls() {
+    run(Direction::UpstreamClientOurServer, Setup::socks5_udp);
 }

@@ -274,3 +274,42 @@ fn s_client(port: u16, key: &Path, cert: &Path, chain: &Path) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+#[test]
+fn upstream_style_flags_with_an_explicit_crl_reject_a_revoked_client() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    pki.revoke(TO_REVOKE);
+    let echo = echo_server();
+    let port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&[
+            "server",
+            "--tls-certificate",
+            s(&pki.cert(SERVER)),
+            "--tls-private-key",
+            s(&pki.key(SERVER)),
+            "--tls-client-ca-certs",
+            s(&pki.ca_cert()),
+            "--tls-client-crl",
+            s(&pki.crl()),
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        port,
+    );
+    let client_with = |name: &str, certificate: &str| {
+        let (cert, key) = (pki.cert(certificate), pki.key(certificate));
+        let identity = ["--tls-certificate", s(&cert), "--tls-private-key", s(&key)];
+        mtls_client(temp.path(), name, port, echo, &identity)
+    };
+
+    let (_valid, valid_port) = client_with("valid", PLAIN_CLIENT);
+    let (_revoked, revoked_port) = client_with("revoked", TO_REVOKE);
+
+    assert!(round_trip_works(valid_port));
+    assert!(!round_trip_works(revoked_port));
+    server.wait_for_log("TLS handshake rejected: client certificate revoked");
+}

@@ -170,3 +170,102 @@ fn served_certificate_fingerprint(port: u16, pki: &Pki) -> String {
         _ => String::new(),
     }
 }
+
+#[test]
+fn a_crl_published_after_start_is_picked_up_by_a_server_started_without_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    std::fs::remove_file(pki.crl()).unwrap();
+    let echo = echo_server();
+    let port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&[
+            "server",
+            "--pki",
+            s(&pki.dir),
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        port,
+    );
+    let local = free_port();
+    let _client = start_client(
+        &wstunnel(),
+        temp.path(),
+        "client",
+        args(&[
+            "client",
+            "-L",
+            &format!("tcp://{local}:{echo}"),
+            "--pki",
+            s(&pki.dir),
+            "--pki-client",
+            TO_REVOKE,
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        local,
+    );
+    let before = round_trip_works(local);
+
+    pki.revoke(TO_REVOKE);
+    server.wait_for_log("TLS files changed");
+    let after = round_trip_works(local);
+
+    assert!(before, "no CRL yet: the certificate is accepted");
+    assert!(!after, "the new CRL revokes it");
+    server.wait_for_log("client certificate revoked");
+}
+
+#[test]
+fn client_picks_up_a_renewed_certificate_without_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let echo = echo_server();
+    let port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&[
+            "server",
+            "--pki",
+            s(&pki.dir),
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        port,
+    );
+    let local = free_port();
+    let client = start_client(
+        &wstunnel(),
+        temp.path(),
+        "client",
+        args(&[
+            "client",
+            "-L",
+            &format!("tcp://{local}:{echo}"),
+            "--pki",
+            s(&pki.dir),
+            "--pki-client",
+            TO_REVOKE,
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        local,
+    );
+    pki.revoke(TO_REVOKE);
+    server.wait_for_log("TLS files changed");
+    let while_revoked = round_trip_works(local);
+
+    pki.issue_client("renewed", "wstunnel-client-to-revoke");
+    std::fs::copy(pki.key("renewed"), pki.key(TO_REVOKE)).unwrap();
+    std::fs::copy(pki.cert("renewed"), pki.cert(TO_REVOKE)).unwrap();
+    client.wait_for_log("client TLS files changed: new connections use them");
+    let after_renewal = round_trip_works(local);
+
+    assert!(!while_revoked, "the revoked certificate is refused");
+    assert!(
+        after_renewal,
+        "the renewed certificate (same CN) is accepted"
+    );
+}

@@ -1,8 +1,12 @@
 //! The client's TLS: an optional client certificate (mTLS) and how the server's certificate is
 //! verified.
+//!
+//! The certificate, key and CA files are read again every 500 ms; new connections use new
+//! files after a change (as upstream's client, the path prefix derived from the CN is not
+//! recomputed: a renewed certificate must keep its CN).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use rustls::client::WebPkiServerVerifier;
@@ -34,6 +38,79 @@ pub struct ClientTlsFiles {
     pub verification: ServerVerification,
     /// Certificate chain and key presented to the server.
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Whether to send SNI (`--tls-sni-disable` turns it off).
+    pub send_sni: bool,
+}
+
+/// How often the files are read and compared.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The current client configuration, replaced when its files change.
+pub struct ClientTls {
+    files: ClientTlsFiles,
+    config: RwLock<Arc<ClientConfig>>,
+}
+
+impl ClientTls {
+    /// Builds the first configuration and starts watching the files (on the current runtime).
+    ///
+    /// # Errors
+    /// As `build`.
+    pub fn load(files: ClientTlsFiles) -> anyhow::Result<Arc<ClientTls>> {
+        let config = build(&files)?;
+        let snapshot = read_snapshot(&files);
+        let tls = Arc::new(ClientTls {
+            files,
+            config: RwLock::new(config),
+        });
+        tokio::spawn(Arc::clone(&tls).watch(snapshot));
+        Ok(tls)
+    }
+
+    /// The configuration new connections use.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        match self.config.read() {
+            Ok(config) => Arc::clone(&config),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    async fn watch(self: Arc<Self>, mut previous: Vec<Option<Vec<u8>>>) {
+        let mut ticker = tokio::time::interval(POLL_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let snapshot = read_snapshot(&self.files);
+            if snapshot == previous {
+                continue;
+            }
+            match build(&self.files) {
+                Ok(config) => {
+                    if let Ok(mut current) = self.config.write() {
+                        *current = config;
+                    }
+                    tracing::info!("client TLS files changed: new connections use them");
+                }
+                Err(error) => tracing::error!(
+                    "client TLS files changed but cannot be used, keeping the old ones: {error:#}"
+                ),
+            }
+            previous = snapshot;
+        }
+    }
+}
+
+/// Contents of the watched files (`None` for one that cannot be read right now).
+fn read_snapshot(files: &ClientTlsFiles) -> Vec<Option<Vec<u8>>> {
+    let mut paths: Vec<&Path> = Vec::new();
+    if let Some((certificate, key)) = &files.identity {
+        paths.push(certificate);
+        paths.push(key);
+    }
+    if let ServerVerification::CaFile(path) = &files.verification {
+        paths.push(path);
+    }
+    paths.iter().map(|path| std::fs::read(path).ok()).collect()
 }
 
 /// Builds the client configuration (ALPN `http/1.1`, as upstream's WebSocket client).
@@ -70,6 +147,7 @@ pub fn build(files: &ClientTlsFiles) -> anyhow::Result<Arc<ClientConfig>> {
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.enable_sni = files.send_sni;
     Ok(Arc::new(config))
 }
 

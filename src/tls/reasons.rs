@@ -88,7 +88,8 @@ pub fn client_side_hint(error: &io::Error) -> Option<String> {
                  --tls-certificate and --tls-private-key"
             }
             AlertDescription::BadCertificate | AlertDescription::CertificateUnknown => {
-                "the server refused this client certificate"
+                "the server refused this client certificate (self-signed, or not a client \
+                 certificate issued by the server's CA?)"
             }
             AlertDescription::DecryptError => {
                 "the server could not verify the client certificate's signature; check that \

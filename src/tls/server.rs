@@ -225,6 +225,9 @@ fn build(
             files.private_key.display()
         )
     })?;
+    // One connection carries one tunnel, and the client resumes the next connection with one
+    // ticket: a second ticket (rustls' default) would be computed and stored for nothing.
+    config.send_tls13_tickets = 1;
     // HTTP/2 is not served: offering only http/1.1 keeps h2-capable clients on WebSocket.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), revocations))

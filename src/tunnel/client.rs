@@ -20,6 +20,7 @@ use super::http;
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::socks5;
 use super::spec::{Host, LocalTunnelSpec, Scheme, ServerUrl};
+use crate::tls::client::ClientTls;
 
 /// Any transport to the server: TCP or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -32,7 +33,7 @@ pub type FramesOut = FrameWriter<WriteHalf<Box<dyn Transport>>>;
 pub struct Connector {
     pub url: ServerUrl,
     /// `Some` for wss://.
-    pub tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    pub tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
     /// Already percent-encoded path segment.
     pub path_prefix: String,
     /// `-H` headers, in order (the last of a name wins).
@@ -80,14 +81,13 @@ impl Connector {
             .with_context(|| format!("cannot connect to the server {server_host}:{server_port}"))?;
         let _ = tcp.set_nodelay(true);
         let mut transport: Box<dyn Transport> = match &self.tls {
-            Some((connector, server_name)) => {
-                let stream =
-                    connector
-                        .connect(server_name.clone(), tcp)
-                        .await
-                        .map_err(|error| {
-                            anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
-                        })?;
+            Some((tls, server_name)) => {
+                let stream = tokio_rustls::TlsConnector::from(tls.current())
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(|error| {
+                        anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
+                    })?;
                 Box::new(stream)
             }
             None => Box::new(tcp),
@@ -164,7 +164,14 @@ impl Connector {
 }
 
 /// Runs every `-L` listener until one fails, or until a stdio tunnel ends.
-pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::Result<()> {
+///
+/// `-L tcp://` listeners are served by `threads` threads (see `threads`); the others by the
+/// calling thread.
+pub async fn run(
+    connector: Connector,
+    specs: Vec<LocalTunnelSpec>,
+    threads: usize,
+) -> anyhow::Result<()> {
     let connector = Arc::new(connector);
     let mut tasks = tokio::task::JoinSet::new();
     let mut stdio = None;
@@ -179,6 +186,21 @@ pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::R
             }
             spec => {
                 let listener = Listener::bind(&spec).await?;
+                if let Listener::Tcp(tcp) = &listener
+                    && let (Ok(address), LocalTunnelSpec::Tcp { .. }) = (tcp.local_addr(), &spec)
+                {
+                    let (connector, spec) = (Arc::clone(&connector), spec.clone());
+                    super::threads::spawn_extra("client", threads - 1, address, move |tcp| {
+                        let (connector, spec) = (Arc::clone(&connector), spec.clone());
+                        async move {
+                            if let Err(error) =
+                                serve_listener(connector, spec, Listener::Tcp(tcp)).await
+                            {
+                                tracing::error!("listener stopped: {error:#}");
+                            }
+                        }
+                    });
+                }
                 tasks.spawn(serve_listener(Arc::clone(&connector), spec, listener));
             }
         }
@@ -199,6 +221,8 @@ pub async fn run(connector: Connector, specs: Vec<LocalTunnelSpec>) -> anyhow::R
 /// A bound local listener.
 enum Listener {
     Tcp(TcpListener),
+    /// SOCKS5: TCP for requests, UDP on the same address for UDP ASSOCIATE.
+    Socks5(TcpListener, UdpSocket),
     Unix(UnixListener),
     Udp(UdpSocket),
 }
@@ -206,12 +230,17 @@ enum Listener {
 impl Listener {
     async fn bind(spec: &LocalTunnelSpec) -> anyhow::Result<Listener> {
         let listener = match spec {
-            LocalTunnelSpec::Tcp { bind, .. } | LocalTunnelSpec::Socks5 { bind, .. } => {
-                Listener::Tcp(
-                    TcpListener::bind(bind)
-                        .await
-                        .with_context(|| format!("cannot listen on {bind}"))?,
-                )
+            LocalTunnelSpec::Tcp { bind, .. } => Listener::Tcp(super::threads::bind_first(*bind)?),
+            LocalTunnelSpec::Socks5 { bind, .. } => {
+                let tcp = TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {bind}"))?;
+                // Same port for UDP, also when the spec asked for port 0.
+                let udp_address = tcp.local_addr().unwrap_or(*bind);
+                let udp = UdpSocket::bind(udp_address)
+                    .await
+                    .with_context(|| format!("cannot listen on udp {udp_address} for SOCKS5"))?;
+                Listener::Socks5(tcp, udp)
             }
             LocalTunnelSpec::Udp { bind, .. } => Listener::Udp(
                 UdpSocket::bind(bind)
@@ -228,7 +257,7 @@ impl Listener {
             }
             LocalTunnelSpec::Stdio { .. } => anyhow::bail!("stdio has no listener"),
         };
-        tracing::info!("listening for {spec:?}");
+        tracing::info!("listening for {spec}");
         Ok(listener)
     }
 }
@@ -291,18 +320,29 @@ async fn serve_listener(
                 .await
             });
         },
-        (Listener::Tcp(listener), LocalTunnelSpec::Socks5 { credentials, .. }) => loop {
-            let (stream, peer) = listener
-                .accept()
-                .await
-                .context("accept on a -L socks5 listener")?;
-            let _ = stream.set_nodelay(true);
-            let connector = Arc::clone(&connector);
-            let credentials = credentials.clone();
-            tokio::spawn(async move {
-                socks5::serve(&connector, stream, peer, credentials.as_ref()).await
-            });
-        },
+        (
+            Listener::Socks5(listener, udp),
+            LocalTunnelSpec::Socks5 {
+                credentials,
+                timeout,
+                ..
+            },
+        ) => {
+            let udp_relay = udp.local_addr().context("SOCKS5 UDP socket address")?;
+            tokio::spawn(socks5::serve_udp(Arc::clone(&connector), udp, timeout));
+            loop {
+                let (stream, peer) = listener
+                    .accept()
+                    .await
+                    .context("accept on a -L socks5 listener")?;
+                let _ = stream.set_nodelay(true);
+                let connector = Arc::clone(&connector);
+                let credentials = credentials.clone();
+                tokio::spawn(async move {
+                    socks5::serve(&connector, stream, peer, credentials.as_ref(), udp_relay).await
+                });
+            }
+        }
         (
             Listener::Udp(socket),
             LocalTunnelSpec::Udp {
@@ -417,6 +457,7 @@ async fn serve_udp(
                     inbound,
                     socket: Arc::clone(&socket),
                     peer,
+                    prefix: Vec::new(),
                 };
                 let connector = Arc::clone(&connector);
                 let host = host.clone();
@@ -435,7 +476,7 @@ async fn serve_udp(
     }
 }
 
-async fn forward_datagrams(
+pub async fn forward_datagrams(
     connector: &Connector,
     local: DatagramEnd,
     host: &Host,

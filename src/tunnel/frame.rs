@@ -71,9 +71,26 @@ pub struct FrameReader<R> {
     start: usize,
     /// End of valid bytes in `buffer`.
     end: usize,
-    /// Range of the last frame's payload, consumed by the next call.
+    /// Length of what the last call returned, consumed by the next call.
     pending: usize,
+    /// Payload bytes of the current data frame not returned yet (`next_chunk`).
+    remaining: usize,
+    /// Mask of the current data frame and how many of its payload bytes were unmasked.
+    mask: Option<[u8; 4]>,
+    mask_offset: usize,
 }
+
+/// A piece of the stream returned by `FrameReader::next_chunk`.
+pub enum Chunk<'a> {
+    /// Part (or all) of a data frame's payload (Text, Binary or Continuation).
+    Data(&'a mut [u8]),
+    /// A whole control frame.
+    Control(OpCode, &'a mut [u8]),
+}
+
+/// Largest read buffer of a `FrameReader` in chunk mode; it starts small (idle tunnels stay
+/// cheap) and doubles whenever a read fills it.
+const MAX_CHUNK_BUFFER: usize = 256 * 1024;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `prefix` holds bytes already read past the HTTP headers.
@@ -86,19 +103,75 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             start: 0,
             end: prefix.len(),
             pending: 0,
+            remaining: 0,
+            mask: None,
+            mask_offset: 0,
         }
     }
 
-    /// Reads the next frame; returns its opcode and payload, or `None` at a clean EOF between
-    /// frames. The payload borrows the reader until the next call.
+    /// Reads the next piece of the stream: data frames are returned in chunks as they arrive
+    /// (no whole-frame buffering, so no copy to make room for big frames), control frames
+    /// whole. `None` at a clean EOF between frames.
     ///
     /// # Errors
-    /// On I/O errors, EOF inside a frame, reserved bits or opcodes, oversized or fragmented
-    /// control frames and payloads of 64 MiB or more.
-    pub async fn next_frame(&mut self) -> io::Result<Option<(OpCode, &mut [u8])>> {
+    /// As `next_frame`.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Chunk<'_>>> {
         self.start += self.pending;
         self.pending = 0;
+        loop {
+            if self.remaining > 0 {
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                    let free = self.buffer.len();
+                    let read = self.inner.read(&mut self.buffer).await?;
+                    if read == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed inside a frame",
+                        ));
+                    }
+                    self.end = read;
+                    if read == free && free < MAX_CHUNK_BUFFER {
+                        // Grows behind the bytes just read: nothing is copied.
+                        let grown = (free * 2).min(MAX_CHUNK_BUFFER);
+                        self.buffer.resize(grown, 0);
+                    }
+                }
+                let length = (self.end - self.start).min(self.remaining);
+                let chunk = &mut self.buffer[self.start..self.start + length];
+                if let Some(mask) = self.mask {
+                    apply_mask(chunk, rotate_mask(mask, self.mask_offset));
+                }
+                self.mask_offset += length;
+                self.remaining -= length;
+                self.pending = length;
+                return Ok(Some(Chunk::Data(chunk)));
+            }
+            let Some(header) = self.read_header().await? else {
+                return Ok(None);
+            };
+            if header.opcode.is_control() {
+                self.require(header.length + header.payload_length).await?;
+                let payload_start = self.start + header.length;
+                self.start = payload_start;
+                self.pending = header.payload_length;
+                let payload =
+                    &mut self.buffer[payload_start..payload_start + header.payload_length];
+                if let Some(mask) = header.mask {
+                    apply_mask(payload, mask);
+                }
+                return Ok(Some(Chunk::Control(header.opcode, payload)));
+            }
+            self.start += header.length;
+            self.remaining = header.payload_length;
+            self.mask = header.mask;
+            self.mask_offset = 0;
+        }
+    }
 
+    /// Parses a frame header once enough bytes are there; `None` at a clean EOF.
+    async fn read_header(&mut self) -> io::Result<Option<Header>> {
         if !self.fill_to(2).await? {
             return Ok(None);
         }
@@ -115,10 +188,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             127 => (8, 0),
             length => (0, length as usize),
         };
-        let header_length = 2 + length_bytes + if masked { 4 } else { 0 };
-        self.require(header_length).await?;
-
-        let header = &self.buffer[self.start..self.start + header_length];
+        let length = 2 + length_bytes + if masked { 4 } else { 0 };
+        self.require(length).await?;
+        let header = &self.buffer[self.start..self.start + length];
         let payload_length = match length_bytes {
             2 => u16::from_be_bytes([header[2], header[3]]) as usize,
             8 => {
@@ -135,19 +207,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(invalid("control frame fragmented or longer than 125 bytes"));
         }
         let mask = masked.then(|| {
-            let at = header_length - 4;
+            let at = length - 4;
             [header[at], header[at + 1], header[at + 2], header[at + 3]]
         });
+        Ok(Some(Header {
+            opcode,
+            length,
+            payload_length,
+            mask,
+        }))
+    }
 
-        self.require(header_length + payload_length).await?;
-        let payload_start = self.start + header_length;
+    /// Reads the next frame; returns its opcode and payload, or `None` at a clean EOF between
+    /// frames. The payload borrows the reader until the next call.
+    ///
+    /// # Errors
+    /// On I/O errors, EOF inside a frame, reserved bits or opcodes, oversized or fragmented
+    /// control frames and payloads of 64 MiB or more.
+    pub async fn next_frame(&mut self) -> io::Result<Option<(OpCode, &mut [u8])>> {
+        self.start += self.pending;
+        self.pending = 0;
+
+        let Some(header) = self.read_header().await? else {
+            return Ok(None);
+        };
+        self.require(header.length + header.payload_length).await?;
+        let payload_start = self.start + header.length;
         self.start = payload_start;
-        self.pending = payload_length;
-        let payload = &mut self.buffer[payload_start..payload_start + payload_length];
-        if let Some(mask) = mask {
+        self.pending = header.payload_length;
+        let payload = &mut self.buffer[payload_start..payload_start + header.payload_length];
+        if let Some(mask) = header.mask {
             apply_mask(payload, mask);
         }
-        Ok(Some((opcode, payload)))
+        Ok(Some((header.opcode, payload)))
     }
 
     /// Like `fill_to` but EOF is an error (we are inside a frame).
@@ -196,6 +288,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buffer.resize(grown.max(length), 0);
         }
     }
+}
+
+/// A parsed frame header.
+struct Header {
+    opcode: OpCode,
+    /// Header length in bytes.
+    length: usize,
+    payload_length: usize,
+    mask: Option<[u8; 4]>,
+}
+
+/// The mask to apply to a payload piece that starts `offset` bytes into the payload.
+fn rotate_mask(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    let mut rotated = mask;
+    rotated.rotate_left(offset % 4);
+    rotated
 }
 
 /// XORs `payload` with the 4-byte `mask`, word at a time.
@@ -266,6 +374,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Sends a Close frame with status 1000 and no reason.
     pub async fn send_close(&mut self) -> io::Result<()> {
         self.send(OpCode::Close, &1000u16.to_be_bytes()).await
+    }
+
+    /// Sends a Close frame with status 1008 (policy violation): the server ended the tunnel
+    /// for a policy reason such as a revoked certificate.
+    pub async fn send_close_policy(&mut self) -> io::Result<()> {
+        self.send(OpCode::Close, &1008u16.to_be_bytes()).await
+    }
+
+    /// Ends the transport's write side (TLS close_notify, then TCP FIN).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
     }
 }
 
@@ -340,6 +459,37 @@ mod tests {
                 assert_eq!(received, payload, "length {length} {masking:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn chunks_rebuild_masked_frames_that_arrive_in_pieces() {
+        let payload: Vec<u8> = (0..200_000).map(|i| (i % 253) as u8).collect();
+        let (client, server) = tokio::io::duplex(4096);
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            let mut writer = FrameWriter::new(client, Masking::Masked);
+            writer.send(OpCode::Binary, &sent[..70_001]).await.unwrap();
+            writer.send(OpCode::Ping, b"p").await.unwrap();
+            writer.send(OpCode::Binary, &sent[70_001..]).await.unwrap();
+        });
+        let mut reader = FrameReader::new(server, &[]);
+
+        let mut received = Vec::new();
+        let mut pings = 0;
+        while received.len() < payload.len() {
+            match reader.next_chunk().await.unwrap().unwrap() {
+                Chunk::Data(data) => received.extend_from_slice(data),
+                Chunk::Control(OpCode::Ping, data) => {
+                    assert_eq!(data, b"p");
+                    pings += 1;
+                }
+                Chunk::Control(other, _) => panic!("unexpected {other:?}"),
+            }
+        }
+        writer.await.unwrap();
+
+        assert_eq!(received, payload);
+        assert_eq!(pings, 1);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! - `server`, `client`, `socks5`: the two roles and the client's SOCKS5 listener.
 //!
 //! Not implemented yet: reverse tunnels (`-R`; the server answers them 400), the restrictions
-//! file, HTTP/2 and WebTransport transports, `-L http://` and `tproxy`, SOCKS5 UDP ASSOCIATE.
+//! file, HTTP/2 and WebTransport transports, `-L http://` and `tproxy`.
 
 pub mod cli;
 mod client;
@@ -21,6 +21,7 @@ mod restrictions;
 mod server;
 mod socks5;
 mod spec;
+mod threads;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ pub fn run_server(args: cli::ServerArgs) -> anyhow::Result<()> {
                 ping_every: Some(args.websocket_ping_frequency),
             },
         };
-        server::serve(settings).await
+        server::serve(settings, threads::count()).await
     })
 }
 
@@ -143,14 +144,10 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             let files = ClientTlsFiles {
                 verification,
                 identity: identity.clone(),
+                send_sni: !args.tls_sni_disable,
             };
-            let mut config = (*tls::client::build(&files)?).clone();
-            config.enable_sni = !args.tls_sni_disable;
             let name = client::server_name(&args.url, args.tls_sni_override.as_deref())?;
-            Some((
-                tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
-                name,
-            ))
+            Some((tls::client::ClientTls::load(files)?, name))
         } else {
             None
         };
@@ -171,7 +168,7 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             },
             connect_timeout: args.connect_timeout,
         };
-        client::run(connector, args.local_to_remote).await
+        client::run(connector, args.local_to_remote, threads::count()).await
     })
 }
 
@@ -209,8 +206,10 @@ fn path_prefix(requested: &str, identity: Option<&(PathBuf, PathBuf)>) -> anyhow
     })
 }
 
+/// A single-threaded runtime: the client's main thread and each server thread run on one of
+/// these (see `threads` for why).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -13,12 +13,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::frame::{FrameReader, FrameWriter, HEADER_ROOM, OpCode};
+use super::frame::{Chunk, FrameReader, FrameWriter, HEADER_ROOM, OpCode};
 
 /// First read size from the local end; the buffer doubles each time a read fills it.
 const INITIAL_READ: usize = 16 * 1024;
 /// Largest local read (and so largest frame we send).
 const MAX_READ: usize = 4 * 1024 * 1024;
+/// How long the Close frame and TLS close_notify may take to go out at the end of a tunnel.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// After this many unanswered pings the tunnel is dropped (upstream's rule).
 const MAX_OUTSTANDING_PINGS: u32 = 3;
 
@@ -147,23 +149,22 @@ where
 
     let incoming = async {
         loop {
-            let frame = frames_in.next_frame().await;
-            match frame {
-                Ok(Some((OpCode::Binary | OpCode::Text | OpCode::Continuation, payload))) => {
+            match frames_in.next_chunk().await {
+                Ok(Some(Chunk::Data(payload))) => {
                     let length = payload.len() as u64;
                     if let Err(error) = write_and_flush(&mut local_write, payload).await {
                         return Ending::Error(error);
                     }
                     received.fetch_add(length, Ordering::Relaxed);
                 }
-                Ok(Some((OpCode::Ping, payload))) => {
+                Ok(Some(Chunk::Control(OpCode::Ping, payload))) => {
                     let _ = control_tx.send(Control::Pong(payload.to_vec()));
                 }
-                Ok(Some((OpCode::Pong, _))) => {
+                Ok(Some(Chunk::Control(OpCode::Pong, _))) => {
                     let _ = outstanding
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                 }
-                Ok(Some((OpCode::Close, _))) | Ok(None) => {
+                Ok(Some(Chunk::Control(_, _))) | Ok(None) => {
                     let _ = control_tx.send(Control::CloseReply);
                     // The outgoing side sends the Close reply and ends the tunnel.
                     std::future::pending::<()>().await;
@@ -178,6 +179,10 @@ where
         ending = incoming => ending,
         reason = cancel => Ending::Cancelled(reason),
     };
+    if let Ending::Cancelled(_) = ending {
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, frames_out.send_close_policy()).await;
+    }
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, frames_out.shutdown()).await;
     let _ = local_write.shutdown().await;
     (
         ending,
@@ -198,11 +203,13 @@ pub enum DatagramEnd {
     /// Server side: a socket connected to the destination.
     Connected(UdpSocket),
     /// Client side: datagrams of one local peer, routed by the listener, answered through the
-    /// shared listening socket.
+    /// shared listening socket; `prefix` goes in front of every answer (the SOCKS5 UDP header,
+    /// empty for plain UDP).
     Peer {
         inbound: mpsc::Receiver<Vec<u8>>,
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
+        prefix: Vec<u8>,
     },
 }
 
@@ -221,8 +228,22 @@ impl DatagramEnd {
     async fn send(&self, datagram: &[u8]) -> io::Result<()> {
         match self {
             DatagramEnd::Connected(socket) => socket.send(datagram).await.map(|_| ()),
-            DatagramEnd::Peer { socket, peer, .. } => {
-                socket.send_to(datagram, *peer).await.map(|_| ())
+            DatagramEnd::Peer {
+                socket,
+                peer,
+                prefix,
+                ..
+            } if prefix.is_empty() => socket.send_to(datagram, *peer).await.map(|_| ()),
+            DatagramEnd::Peer {
+                socket,
+                peer,
+                prefix,
+                ..
+            } => {
+                let mut framed = Vec::with_capacity(prefix.len() + datagram.len());
+                framed.extend_from_slice(prefix);
+                framed.extend_from_slice(datagram);
+                socket.send_to(&framed, *peer).await.map(|_| ())
             }
         }
     }
@@ -301,7 +322,14 @@ where
             reason = &mut cancel => break Ending::Cancelled(reason),
         }
     };
-    let _ = frames_out.send_close().await;
+    let goodbye = async {
+        match ending {
+            Ending::Cancelled(_) => frames_out.send_close_policy().await?,
+            _ => frames_out.send_close().await?,
+        }
+        frames_out.shutdown().await
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
     (ending, totals)
 }
 

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -18,6 +17,7 @@ use super::http;
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::restrictions::Restrictions;
 use super::spec::Host;
+use super::threads;
 use crate::tls::identity::PeerIdentity;
 use crate::tls::reasons;
 use crate::tls::server::{Revocations, ServerTls};
@@ -39,24 +39,32 @@ pub struct ServerSettings {
     pub pump: PumpOptions,
 }
 
-/// Listens and serves until the process is stopped.
+/// Listens and serves until the process is stopped, on `threads` threads (see `threads`).
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+pub async fn serve(settings: ServerSettings, threads: usize) -> anyhow::Result<()> {
+    let listener = threads::bind_first(settings.bind)?;
     let mode = match &settings.tls {
         Some(tls) if tls.requires_client_certificates() => "wss, client certificates required",
         Some(_) => "wss",
         None => "ws",
     };
-    tracing::info!(
-        "listening on {} ({mode})",
-        listener.local_addr().unwrap_or(settings.bind)
-    );
+    let bound = listener.local_addr().unwrap_or(settings.bind);
+    tracing::info!("listening on {bound} ({mode}, {threads} threads)");
     let settings = Arc::new(settings);
+    let shared = Arc::clone(&settings);
+    threads::spawn_extra(
+        "server",
+        threads.saturating_sub(1),
+        bound,
+        move |listener| accept_loop(Arc::clone(&shared), listener),
+    );
+    accept_loop(settings, listener).await;
+    Ok(())
+}
+
+async fn accept_loop(settings: Arc<ServerSettings>, listener: TcpListener) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -99,9 +107,9 @@ async fn handle_connection(settings: Arc<ServerSettings>, stream: TcpStream, pee
             return;
         }
     };
-    let identity = stream
-        .get_ref()
-        .1
+    let connection = stream.get_ref().1;
+    tracing::debug!(%peer, handshake = ?connection.handshake_kind(), "TLS handshake done");
+    let identity = connection
         .peer_certificates()
         .and_then(PeerIdentity::from_chain);
     let client = ClientCertificate {
@@ -142,7 +150,7 @@ async fn handle_upgrade<S>(
         Ok(Some(head)) => head,
         Ok(None) => return,
         Err(reason) => {
-            tracing::warn!(%peer, "request rejected: {reason}");
+            tracing::warn!(%peer, "request rejected: {}", printable(&reason));
             http::write_bad_request(&mut stream, REJECTION_BODY).await;
             return;
         }
@@ -150,7 +158,7 @@ async fn handle_upgrade<S>(
     let accepted = match check_and_connect(settings, &head, peer, client.as_ref()).await {
         Ok(accepted) => accepted,
         Err(reason) => {
-            tracing::warn!(%peer, "request rejected: {reason}");
+            tracing::warn!(%peer, "request rejected: {}", printable(&reason));
             http::write_bad_request(&mut stream, REJECTION_BODY).await;
             return;
         }
@@ -179,6 +187,8 @@ async fn handle_upgrade<S>(
         rp: port,
         ..
     } = &accepted.descriptor;
+    // The id is whatever the client put in its token: keep it from forging log lines.
+    let id = printable(id);
     tracing::info!(%peer, %id, "tunnel opened: {} to {host}:{port}", kind.name());
     let (read_half, write_half) = tokio::io::split(stream);
     let frames_in = FrameReader::new(read_half, &head.leftover);
@@ -214,6 +224,21 @@ async fn handle_upgrade<S>(
             totals.sent
         ),
     }
+}
+
+/// Text from the peer made safe for a log line: control characters (line breaks that would
+/// forge log lines, terminal escapes) become `?`, and it is cut at 200 characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|character| {
+            if character.is_control() {
+                '?'
+            } else {
+                character
+            }
+        })
+        .collect()
 }
 
 /// Resolves when a CRL reload revokes the client certificate of this tunnel.
@@ -432,6 +457,15 @@ mod tests {
         assert!(path_prefix("/p/events/").is_err());
         assert!(path_prefix("v1/events").is_err());
         assert!(path_prefix("/events").is_err());
+    }
+
+    #[test]
+    fn peer_text_cannot_break_a_log_line() {
+        assert_eq!(
+            printable("id\n2026 WARN forged\u{1b}[31m"),
+            "id?2026 WARN forged?[31m"
+        );
+        assert_eq!(printable(&"x".repeat(500)).len(), 200);
     }
 
     #[test]

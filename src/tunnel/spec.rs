@@ -235,6 +235,48 @@ impl LocalTunnelSpec {
     }
 }
 
+impl fmt::Display for LocalTunnelSpec {
+    /// The spec as a user would write it, without the SOCKS5 password (for logs).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocalTunnelSpec::Tcp {
+                bind, host, port, ..
+            } => write!(f, "tcp://{bind} -> {host}:{port}"),
+            LocalTunnelSpec::Udp {
+                bind,
+                host,
+                port,
+                timeout,
+            } => match timeout {
+                Some(timeout) => write!(
+                    f,
+                    "udp://{bind} -> {host}:{port} (idle timeout {} s)",
+                    timeout.as_secs()
+                ),
+                None => write!(f, "udp://{bind} -> {host}:{port} (no idle timeout)"),
+            },
+            LocalTunnelSpec::Socks5 {
+                bind, credentials, ..
+            } => match credentials {
+                Some(credentials) => {
+                    write!(
+                        f,
+                        "socks5://{bind} (login `{}` required)",
+                        credentials.login
+                    )
+                }
+                None => write!(f, "socks5://{bind} (no authentication)"),
+            },
+            LocalTunnelSpec::Stdio { host, port, .. } => write!(f, "stdio -> {host}:{port}"),
+            LocalTunnelSpec::Unix {
+                path, host, port, ..
+            } => {
+                write!(f, "unix://{} -> {host}:{port}", path.display())
+            }
+        }
+    }
+}
+
 /// Splits the optional `BIND:` and the mandatory `PORT` from the start of a spec; returns the
 /// remainder after the port's colon (empty when nothing follows).
 fn split_bind_port(body: &str) -> Result<(SocketAddr, &str), String> {
@@ -334,6 +376,16 @@ mod tests {
                 port: 53,
                 timeout: None
             }
+        );
+    }
+
+    #[test]
+    fn displayed_spec_never_shows_the_password() {
+        let spec = LocalTunnelSpec::parse_str("socks5://1080?login=alice&password=s3cret").unwrap();
+        let shown = spec.to_string();
+        assert!(
+            shown.contains("alice") && !shown.contains("s3cret"),
+            "{shown}"
         );
     }
 

@@ -134,6 +134,11 @@ impl Pki {
         self.gencrl();
     }
 
+    /// Issues another client certificate `name` with common name `common_name`.
+    pub fn issue_client(&self, name: &str, common_name: &str) {
+        issue(&self.dir, name, common_name, "client_cert", &[]);
+    }
+
     fn gencrl(&self) {
         let cnf = self.dir.join("openssl.cnf");
         // Written to a temporary file and renamed so a watcher never sees half a CRL.
@@ -683,4 +688,71 @@ pub fn stdio_round_trip(program: &str, arguments: &[String], log: &Path, length:
         )
     });
     assert_eq!(sha256(&received), sha256(&data));
+}
+
+/// SOCKS5 UDP ASSOCIATE with username/password: returns the control connection (keep it open)
+/// and the relay address to send datagrams to.
+pub fn socks5_udp_associate(port: u16, login: &str, password: &str) -> (TcpStream, SocketAddr) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reply = [0u8; 2];
+    stream.write_all(&[5, 1, 2]).unwrap();
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [5, 2]);
+    let mut auth = vec![1, login.len() as u8];
+    auth.extend_from_slice(login.as_bytes());
+    auth.push(password.len() as u8);
+    auth.extend_from_slice(password.as_bytes());
+    stream.write_all(&auth).unwrap();
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [1, 0]);
+    stream.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+    let mut answer = [0u8; 10];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(
+        &answer[..4],
+        &[5, 0, 0, 1],
+        "UDP ASSOCIATE accepted with an IPv4 relay"
+    );
+    let relay_ip = std::net::Ipv4Addr::new(answer[4], answer[5], answer[6], answer[7]);
+    let relay_port = u16::from_be_bytes([answer[8], answer[9]]);
+    (stream, SocketAddr::from((relay_ip, relay_port)))
+}
+
+/// Sends datagrams of several sizes through a SOCKS5 UDP relay to `destination` (an IPv4 UDP
+/// echo) and checks each answer: SOCKS5 header naming the destination, then the whole datagram.
+pub fn socks5_udp_boundaries_hold(relay: SocketAddr, destination: SocketAddr) {
+    let SocketAddr::V4(target) = destination else {
+        panic!("IPv4 only")
+    };
+    let mut header = vec![0, 0, 0, 1];
+    header.extend_from_slice(&target.ip().octets());
+    header.extend_from_slice(&target.port().to_be_bytes());
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for (index, size) in [1usize, 100, 1400, 9000, 30000, 60000].iter().enumerate() {
+        let payload = random_bytes(*size, index as u64 + 40);
+        let mut datagram = header.clone();
+        datagram.extend_from_slice(&payload);
+        let mut buffer = vec![0u8; 65536];
+        let received = (0..6).find_map(|_| {
+            socket.send_to(&datagram, relay).unwrap();
+            socket.recv(&mut buffer).ok()
+        });
+        let length = received.expect("no answer through the SOCKS5 UDP relay");
+        assert_eq!(
+            &buffer[..header.len()],
+            &header[..],
+            "answer names the destination"
+        );
+        assert_eq!(
+            &buffer[header.len()..length],
+            &payload[..],
+            "datagram of {size} bytes"
+        );
+    }
 }
