@@ -29,8 +29,8 @@ struct Cli {
     )]
     log_lvl: String,
 
-    /// Disable colours in log output.
-    #[arg(long, global = true, env = "NO_COLOR")]
+    /// Disable colours in log output. Also set by a non-empty NO_COLOR environment variable.
+    #[arg(long, global = true)]
     no_color: bool,
 
     #[command(subcommand)]
@@ -51,7 +51,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_lvl, cli.no_color);
+    // NO_COLOR means "no colour" whatever its value (no-color.org), which clap's boolean
+    // parsing of environment variables would reject as "1" or "yes".
+    let no_color = cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    init_logging(&cli.log_lvl, no_color);
 
     let result = match cli.command {
         Command::Pki(args) => pki::run(args),
