@@ -401,3 +401,15 @@ fn errors_on_damaged_files_and_repeated_requests_say_what_to_do() {
         &["index.txt line 1", "fix or remove that line"],
     );
 }
+
+#[test]
+fn names_with_the_revoked_marker_are_refused_at_issue_time() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    assert_refused(
+        &dir,
+        &["issue-client", "col.revoked-100B"],
+        &["\".revoked-\"", "pick a NAME without it"],
+    );
+}

@@ -15,7 +15,9 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
 use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
-use super::fsutil::{DirLock, FileMode, write_atomic, write_new};
+use super::fsutil::{
+    DirLock, FileMode, Rollback, remove_stale_temp_files, rename_new, write_atomic, write_new,
+};
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
 use super::staging::Staging;
@@ -276,9 +278,10 @@ impl Ca {
         name: &str,
         options: InitOptions,
     ) -> anyhow::Result<Ca> {
-        layout::validate_name(name)?;
+        layout::validate_new_name(name)?;
         self.check_name_free(name)?;
         check_new_ca_dir(build_dir)?;
+        let validity = days_from_now(options.days);
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
@@ -288,16 +291,9 @@ impl Ca {
         let dir = build_dir;
 
         let issued = {
-            let _parent_lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+            let _parent_lock = self.lock()?;
             self.check_name_free(name)?;
-            self.sign_locked(
-                name,
-                &subject,
-                &key,
-                extensions,
-                days_from_now(options.days),
-                &[],
-            )?
+            self.sign_locked(name, &subject, &key, extensions, validity, &[])?
         };
         let cert_der = read_certificate_pem(&issued.cert_path)?;
         let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
@@ -405,8 +401,12 @@ impl Ca {
         request: IssueRequest,
         san_policy: SanPolicy,
     ) -> anyhow::Result<Issued> {
-        layout::validate_name(&request.name)?;
+        layout::validate_new_name(&request.name)?;
         self.check_name_free(&request.name)?;
+        let validity = match request.validity {
+            Some(validity) => validity,
+            None => days_from_now(request.days),
+        };
         let subject = leaf_subject(
             &request.name,
             request.cn.as_deref(),
@@ -428,13 +428,10 @@ impl Ca {
         let csr_pem = make_request(&subject, &alt_names, &key)?;
         let key_pem = keys::key_to_pem(key.serialized_der(), None)?;
 
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let _lock = self.lock()?;
         self.check_name_free(&request.name)?;
         let key_path = layout::key_path(&self.dir, &request.name);
         let csr_path = layout::csr_path(&self.dir, &request.name);
-        let validity = request
-            .validity
-            .unwrap_or_else(|| days_from_now(request.days));
         let mut issued = self.sign_locked(
             &request.name,
             &subject,
@@ -467,8 +464,9 @@ impl Ca {
         extra_sans: &[AltName],
         days: u32,
     ) -> anyhow::Result<Issued> {
-        layout::validate_name(name)?;
+        layout::validate_new_name(name)?;
         self.check_name_free(name)?;
+        let validity = days_from_now(days);
         let blocks = pem::parse_many(csr_pem).context("the PEM armour is damaged")?;
         let Some(block) = blocks
             .iter()
@@ -525,31 +523,33 @@ impl Ca {
             &alt_names,
         )?;
 
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let _lock = self.lock()?;
         self.check_name_free(name)?;
         let csr_path = layout::csr_path(&self.dir, name);
+        // The walkthrough makes the request in csr/NAME.csr.pem itself: keep that file.
+        let copy_file = if csr_path.exists() {
+            self.check_same_request(&csr_path, block.contents())?;
+            Vec::new()
+        } else {
+            vec![(csr_path.clone(), copy.into_bytes(), FileMode::Public)]
+        };
         let mut issued = self.sign_locked(
             name,
             &subject,
             &public_key,
             extensions,
-            days_from_now(days),
-            &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
+            validity,
+            &copy_file,
         )?;
         issued.csr_path = csr_path;
         tracing::debug!(name = %issued.name, serial = %issued.serial, "signed a request");
         Ok(issued)
     }
 
+    /// Refuses NAME if its certificate or key exists (issue writes both).
     fn check_name_free(&self, name: &str) -> anyhow::Result<()> {
+        self.check_cert_free(name)?;
         let cert = layout::cert_path(&self.dir, name);
-        if cert.exists() {
-            bail!(
-                "{} already exists; to replace it run `wstunnel pki revoke {name}` (which moves \
-                 its files aside) and issue it again, or choose another NAME",
-                cert.display()
-            );
-        }
         let key = layout::key_path(&self.dir, name);
         if key.exists() {
             bail!(
@@ -561,9 +561,55 @@ impl Ca {
         Ok(())
     }
 
-    /// Signs under the lock, then writes: `extra_files` (key, request; never replacing a
-    /// file), `newcerts/SERIAL.pem`, `serial`, `index.txt`, and last `certs/NAME.cert.pem`.
-    /// Nothing is written unless signing succeeded.
+    /// Refuses NAME if `certs/NAME.cert.pem` exists, saying how to revoke and reissue.
+    fn check_cert_free(&self, name: &str) -> anyhow::Result<()> {
+        let cert = layout::cert_path(&self.dir, name);
+        if cert.exists() {
+            bail!(
+                "{} already exists; to replace it run `wstunnel pki revoke {name}` (which moves \
+                 its files aside) and issue it again, or choose another NAME",
+                cert.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses an existing `csr/NAME.csr.pem` that holds another request than `request_der`.
+    fn check_same_request(&self, csr_path: &Path, request_der: &[u8]) -> anyhow::Result<()> {
+        let text =
+            fs::read(csr_path).with_context(|| format!("cannot read {}", csr_path.display()))?;
+        let same = pem::parse_many(&text)
+            .ok()
+            .is_some_and(|blocks| blocks.iter().any(|b| b.contents() == request_der));
+        if !same {
+            bail!(
+                "{} already exists and holds another request; move it away, or sign with \
+                 another --name",
+                csr_path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the directory lock, then removes temporary files that killed runs left (every
+    /// writer holds this lock, so none of them belongs to a live process).
+    fn lock(&self) -> anyhow::Result<DirLock> {
+        let lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let taken = std::time::SystemTime::now();
+        let mut dirs = vec![self.dir.clone()];
+        dirs.extend(layout::SUBDIRS.iter().map(|sub| self.dir.join(sub)));
+        remove_stale_temp_files(&dirs, taken);
+        Ok(lock)
+    }
+
+    /// Signs under the lock, then writes the files (`extra_files` such as the key and request,
+    /// `newcerts/SERIAL.pem`, `certs/NAME.cert.pem`; none replacing an existing file), and
+    /// only then commits `serial` and last `index.txt`. A failure removes the files this run
+    /// wrote and restores `serial`, so the directory is as it was.
+    ///
+    /// A run killed after writing files but before `index.txt` leaves them without an index
+    /// line (and `certs/NAME.cert.pem` then blocks NAME: move those files away by hand); the
+    /// next run skips a serial whose `newcerts/SERIAL.pem` was left that way.
     #[allow(clippy::too_many_arguments)]
     fn sign_locked(
         &self,
@@ -575,15 +621,8 @@ impl Ca {
         extra_files: &[(PathBuf, Vec<u8>, FileMode)],
     ) -> anyhow::Result<Issued> {
         let serial_path = layout::serial_path(&self.dir);
-        let serial = database::read_counter(&serial_path)?;
         let mut index = Index::load(&self.dir)?;
-        if index.entries.iter().any(|e| e.serial == serial) {
-            bail!(
-                "serial {serial} from {} is already in index.txt; set {} to a higher hex number",
-                serial_path.display(),
-                serial_path.display()
-            );
-        }
+        let serial = self.next_serial(&index)?;
 
         let mut params = CertificateParams::default();
         params.distinguished_name = subject.to_rcgen()?;
@@ -599,27 +638,34 @@ impl Ca {
         self.check_issuer_name(cert.der())?;
 
         let pem_text = cert.pem();
-        for (path, contents, mode) in extra_files {
-            if *mode == FileMode::Private {
-                write_new(path, contents, *mode)?;
-            } else {
-                write_atomic(path, contents, *mode)?;
-            }
+        let cert_path = layout::cert_path(&self.dir, name);
+        let newcert_path = layout::newcert_path(&self.dir, &serial.to_string());
+        let mut rollback = Rollback::default();
+        let files = extra_files
+            .iter()
+            .map(|(path, contents, mode)| (path, contents.as_slice(), *mode))
+            .chain([
+                (&newcert_path, pem_text.as_bytes(), FileMode::Public),
+                (&cert_path, pem_text.as_bytes(), FileMode::Public),
+            ]);
+        for (path, contents, mode) in files {
+            write_new(path, contents, mode)?;
+            rollback.created(path.clone());
         }
-        write_atomic(
-            &layout::newcert_path(&self.dir, &serial.to_string()),
-            pem_text.as_bytes(),
-            FileMode::Public,
-        )?;
+
         database::write_counter(&serial_path, &serial.next())?;
         index.entries.push(IndexEntry::valid(
             serial.clone(),
             validity.not_after,
             subject.oneline(),
         ));
-        index.save(&self.dir)?;
-        let cert_path = layout::cert_path(&self.dir, name);
-        write_new(&cert_path, pem_text.as_bytes(), FileMode::Public)?;
+        if let Err(error) = index.save(&self.dir) {
+            if let Err(restore) = database::write_counter(&serial_path, &serial) {
+                tracing::warn!(%restore, "cannot restore the serial file");
+            }
+            return Err(error);
+        }
+        rollback.keep();
         Ok(Issued {
             name: name.to_owned(),
             serial,
@@ -629,6 +675,36 @@ impl Ca {
             csr_path: PathBuf::new(),
             not_after: validity.not_after,
         })
+    }
+
+    /// The serial to issue next: the `serial` file's, refusing one already in
+    /// `index.txt`, and skipping one whose `newcerts/SERIAL.pem` an interrupted run left.
+    fn next_serial(&self, index: &Index) -> anyhow::Result<Serial> {
+        let serial_path = layout::serial_path(&self.dir);
+        let mut serial = database::read_counter(&serial_path)?;
+        // Bounded so a directory full of leftovers gives an error instead of a long search.
+        for _ in 0..64 {
+            if index.entries.iter().any(|e| e.serial == serial) {
+                bail!(
+                    "serial {serial} from {} is already in index.txt; set {} to a higher hex \
+                     number",
+                    serial_path.display(),
+                    serial_path.display()
+                );
+            }
+            let leftover = layout::newcert_path(&self.dir, &serial.to_string());
+            if !leftover.exists() {
+                return Ok(serial);
+            }
+            tracing::debug!(path = %leftover.display(), "skipping a serial an interrupted run took");
+            serial = serial.next();
+        }
+        bail!(
+            "{} and the following serials all have files in newcerts/ but no line in index.txt; \
+             set {} to a free hex number",
+            serial_path.display(),
+            serial_path.display()
+        )
     }
 
     /// OpenSSL and rustls chain by comparing the issuer name bytes with the CA's subject
@@ -652,14 +728,20 @@ impl Ca {
     /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
     /// aside.
     ///
+    /// The new CRL is written from the new index state before `index.txt` is committed, and
+    /// the files are moved last, so a failed or killed revoke leaves either nothing changed
+    /// or a state that running the same command again completes: a serial that `index.txt`
+    /// marks revoked but the current CRL does not list gets a new CRL instead of an error.
+    ///
     /// # Errors
-    /// Fails if the certificate is unknown, or already revoked when given by serial.
+    /// Fails if the certificate is unknown, already revoked and listed in the CRL when given
+    /// by serial, or if a file it would move aside to already exists.
     pub fn revoke(
         &self,
         target: &RevokeTarget,
         reason: Option<RevocationReason>,
-    ) -> anyhow::Result<(Serial, CrlInfo)> {
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+    ) -> anyhow::Result<Revocation> {
+        let _lock = self.lock()?;
         let serial = match target {
             RevokeTarget::Serial(serial) => serial.clone(),
             RevokeTarget::Name(name) => {
@@ -678,64 +760,94 @@ impl Ca {
                 Serial::from_bytes(cert.raw_serial())
             }
         };
+        let moves = match target {
+            RevokeTarget::Name(name) => self.aside_moves(name, &serial)?,
+            RevokeTarget::Serial(_) => Vec::new(),
+        };
         let mut index = Index::load(&self.dir)?;
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
-        let already_revoked = entry.status == Status::Revoked;
-        match target {
-            RevokeTarget::Serial(_) if already_revoked => {
-                bail!(
-                    "serial {serial} ({}) is already revoked; nothing to do (`wstunnel pki \
-                     gen-crl` writes a fresh CRL)",
-                    entry.subject
+
+        let (outcome, crl) = if entry.status == Status::Revoked {
+            let listed = self.crl_lists(&serial);
+            match target {
+                RevokeTarget::Serial(_) if listed => bail!(
+                    "serial {serial} ({}) is already revoked and listed in {}; nothing to do \
+                     (`wstunnel pki gen-crl` writes a fresh CRL)",
+                    entry.subject,
+                    layout::crl_path(&self.dir).display()
+                ),
+                // An earlier revoke stopped after index.txt: finish it.
+                _ if !listed => (RevokeOutcome::CrlCompleted, self.gen_crl_locked(30)?),
+                // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
+                _ => (RevokeOutcome::MovedAside, self.gen_crl_locked(30)?),
+            }
+        } else {
+            entry.revoke(now_seconds(), reason);
+            let crl = self.write_crl(&index, 30)?;
+            index.save(&self.dir)?;
+            (RevokeOutcome::Revoked, crl)
+        };
+        for (from, to) in moves {
+            rename_new(&from, &to).with_context(|| {
+                format!(
+                    "serial {serial} is revoked and in the CRL, but its files were not all moved \
+                     aside; run the same revoke again"
                 )
-            }
-            // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
-            RevokeTarget::Name(_) if already_revoked => {
-                tracing::debug!(%serial, "already revoked; moving its files aside");
-            }
-            _ => {
-                entry.revoke(now_seconds(), reason);
-                index.save(&self.dir)?;
-            }
+            })?;
         }
-        if let RevokeTarget::Name(name) = target {
-            self.move_aside(name, &serial)?;
-        }
-        let crl = self.gen_crl_locked(30)?;
-        tracing::debug!(%serial, "revoked a certificate");
-        Ok((serial, crl))
+        tracing::debug!(%serial, ?outcome, "revoked a certificate");
+        Ok(Revocation {
+            serial,
+            outcome,
+            crl,
+        })
     }
 
-    fn move_aside(&self, name: &str, serial: &Serial) -> anyhow::Result<()> {
-        let aside = format!("{name}.revoked-{serial}");
-        let moves = [
-            (
-                layout::cert_path(&self.dir, name),
-                layout::cert_path(&self.dir, &aside),
-            ),
-            (
-                layout::key_path(&self.dir, name),
-                layout::key_path(&self.dir, &aside),
-            ),
-            (
-                layout::csr_path(&self.dir, name),
-                layout::csr_path(&self.dir, &aside),
-            ),
-            (
-                layout::p12_path(&self.dir, name),
-                layout::p12_path(&self.dir, &aside),
-            ),
+    /// The files of NAME that exist, each with the name it is moved aside to; refuses if any
+    /// of those already exists, so moving never replaces another certificate's files.
+    fn aside_moves(&self, name: &str, serial: &Serial) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+        let aside = layout::revoked_name(name, &serial.to_string());
+        let path_fns: [fn(&Path, &str) -> PathBuf; 4] = [
+            layout::cert_path,
+            layout::key_path,
+            layout::csr_path,
+            layout::p12_path,
         ];
-        for (from, to) in moves {
-            if from.exists() {
-                fs::rename(&from, &to).with_context(|| {
-                    format!("cannot move {} to {}", from.display(), to.display())
-                })?;
+        let mut moves = Vec::new();
+        for path_of in path_fns {
+            let (from, to) = (path_of(&self.dir, name), path_of(&self.dir, &aside));
+            if !from.exists() {
+                continue;
             }
+            if to.exists() || to.is_symlink() {
+                bail!(
+                    "cannot move {} aside: {} already exists and belongs to another certificate; \
+                     move that file elsewhere, then run the revoke again (nothing was changed)",
+                    from.display(),
+                    to.display()
+                );
+            }
+            moves.push((from, to));
         }
-        Ok(())
+        Ok(moves)
+    }
+
+    /// Whether the current CRL (`crl/ca.crl.pem`) lists `serial`; a missing or unreadable CRL
+    /// lists nothing.
+    fn crl_lists(&self, serial: &Serial) -> bool {
+        read_crl_der(&layout::crl_path(&self.dir))
+            .ok()
+            .and_then(|der| {
+                let (_, crl) =
+                    x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+                Some(
+                    crl.iter_revoked_certificates()
+                        .any(|r| &Serial::from_bytes(r.raw_serial()) == serial),
+                )
+            })
+            .unwrap_or(false)
     }
 
     /// Writes a v2 CRL (`crl_ext`: authorityKeyIdentifier keyid, then the CRL number from
@@ -745,18 +857,23 @@ impl Ca {
     /// # Errors
     /// Fails if the database or counter is damaged or the directory is not writable.
     pub fn gen_crl(&self, days: u32) -> anyhow::Result<CrlInfo> {
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let _lock = self.lock()?;
         self.gen_crl_locked(days)
     }
 
     fn gen_crl_locked(&self, days: u32) -> anyhow::Result<CrlInfo> {
+        let index = Index::load(&self.dir)?;
+        self.write_crl(&index, days)
+    }
+
+    /// Writes the CRL of `index` (which may hold changes not yet saved), then `crlnumber`.
+    fn write_crl(&self, index: &Index, days: u32) -> anyhow::Result<CrlInfo> {
         let number_path = layout::crlnumber_path(&self.dir);
         let number = if number_path.exists() {
             database::read_counter(&number_path)?
         } else {
             Serial::from_bytes(&[0x10, 0x00])
         };
-        let index = Index::load(&self.dir)?;
         let revoked: Vec<rcgen::RevokedCertParams> = index
             .entries
             .iter()
@@ -797,6 +914,35 @@ impl Ca {
             revoked: params.revoked_certs.len(),
         })
     }
+}
+
+/// What [`Ca::revoke`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Marked revoked in `index.txt` and listed in a new CRL.
+    Revoked,
+    /// Already marked revoked in `index.txt` but missing from the CRL (an earlier revoke
+    /// failed or was killed part-way): a new CRL now lists it.
+    CrlCompleted,
+    /// Already revoked and listed (by `--serial` or `openssl ca -revoke`): NAME's files were
+    /// moved aside and the CRL renewed.
+    MovedAside,
+}
+
+/// The result of [`Ca::revoke`].
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub serial: Serial,
+    pub outcome: RevokeOutcome,
+    pub crl: CrlInfo,
+}
+
+/// The DER of the first X509 CRL block of a PEM file.
+fn read_crl_der(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let block =
+        pem::parse(&text).with_context(|| format!("{} is not a PEM CRL", path.display()))?;
+    Ok(block.into_contents())
 }
 
 /// Refuses a path that is a file or a directory that already holds a CA.

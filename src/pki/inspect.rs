@@ -98,6 +98,10 @@ fn certificate_files(dir: &Path) -> HashMap<Serial, PathBuf> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        // Half-written leftovers of killed runs are nobody's certificate file.
+        if super::fsutil::is_temp_file(&path) {
+            continue;
+        }
         let Ok(der) = super::ca::read_certificate_pem(&path) else {
             continue;
         };

@@ -115,6 +115,31 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks a NAME about to be issued: [`validate_name`], and not containing `.revoked-`, the
+/// marker of the names that `pki revoke` moves files aside to (so a new certificate can
+/// never take, or be overwritten by, a revoked one's files).
+///
+/// # Errors
+/// Names the rule that NAME breaks.
+pub fn validate_new_name(name: &str) -> anyhow::Result<()> {
+    validate_name(name)?;
+    if name.contains(REVOKED_MARKER) {
+        bail!(
+            "the certificate NAME {name:?} contains {REVOKED_MARKER:?}, which `pki revoke` uses \
+             for the files it moves aside; pick a NAME without it"
+        );
+    }
+    Ok(())
+}
+
+/// What `pki revoke NAME` inserts between NAME and the serial when it moves files aside.
+pub const REVOKED_MARKER: &str = ".revoked-";
+
+/// The name `pki revoke NAME` moves NAME's files aside to: `NAME.revoked-SERIAL`.
+pub fn revoked_name(name: &str, serial_hex: &str) -> String {
+    format!("{name}{REVOKED_MARKER}{serial_hex}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +149,8 @@ mod tests {
         for bad in ["../x", "a/b", ".hidden", "", "a b", "x\0", "ca", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
+        assert!(validate_new_name("col.revoked-100B").is_err());
+        validate_name("col.revoked-100B").unwrap();
         for good in ["wstunnel-server", "client_1", "a.b-c", "X9"] {
             validate_name(good).unwrap();
         }
