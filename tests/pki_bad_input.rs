@@ -403,6 +403,43 @@ fn errors_on_damaged_files_and_repeated_requests_say_what_to_do() {
 }
 
 #[test]
+fn days_outside_one_to_36500_are_refused_without_a_panic_or_a_partial_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let before = snapshot(&dir);
+    let new_ca = root.path().join("ca2");
+
+    let refusals = [
+        pki_err(&dir, &["issue-client", "x", "--days", "99999999"]),
+        pki_err(&dir, &["issue-client", "x", "--days", "0"]),
+        pki_err(&dir, &["issue-server", "--days", "36501"]),
+        pki_err(&dir, &["gen-crl", "--days", "0"]),
+        pki_err(&dir, &["gen-crl", "--days", "99999999"]),
+        wstunnel(&[
+            "pki",
+            "init",
+            new_ca.to_str().unwrap(),
+            "--days",
+            "99999999",
+        ])
+        .stderr,
+        wstunnel(&["pki", "init", new_ca.to_str().unwrap(), "--days", "0"]).stderr,
+    ];
+    let help = wstunnel(&["pki", "issue-client", "--help"]).stdout;
+
+    for stderr in &refusals {
+        assert!(stderr.contains("1..=36500"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(
+        snapshot(&dir) == before,
+        "a refused --days changed the directory"
+    );
+    assert!(!new_ca.exists());
+    assert!(help.contains("from 1 to 36500"), "{help}");
+}
+
+#[test]
 fn names_with_the_revoked_marker_are_refused_at_issue_time() {
     let root = tempfile::tempdir().unwrap();
     let dir = our_ca(root.path());

@@ -196,6 +196,7 @@ impl Ca {
     /// directory, or a parent that is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
         check_new_ca_dir(dir)?;
+        check_days(options.days, "--days")?;
         let subject = init_subject(&options)?;
         let staging = Staging::begin(dir)?;
         let ca = Ca::build(staging.path(), staging.target(), &subject, options)?;
@@ -235,7 +236,7 @@ impl Ca {
         params.distinguished_name = subject.to_rcgen()?;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
         params.not_before = now;
-        params.not_after = now + Duration::days(i64::from(options.days));
+        params.not_after = add_days(now, options.days, "--days")?;
         params.custom_extensions = profile::ca_extensions(key.public_key_raw());
         let cert = params
             .self_signed(&key)
@@ -281,7 +282,7 @@ impl Ca {
         layout::validate_new_name(name)?;
         self.check_name_free(name)?;
         check_new_ca_dir(build_dir)?;
-        let validity = days_from_now(options.days);
+        let validity = days_from_now(options.days)?;
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
@@ -405,7 +406,7 @@ impl Ca {
         self.check_name_free(&request.name)?;
         let validity = match request.validity {
             Some(validity) => validity,
-            None => days_from_now(request.days),
+            None => days_from_now(request.days)?,
         };
         let subject = leaf_subject(
             &request.name,
@@ -466,7 +467,7 @@ impl Ca {
     ) -> anyhow::Result<Issued> {
         layout::validate_new_name(name)?;
         self.check_name_free(name)?;
-        let validity = days_from_now(days);
+        let validity = days_from_now(days)?;
         let blocks = pem::parse_many(csr_pem).context("the PEM armour is damaged")?;
         let Some(block) = blocks
             .iter()
@@ -852,11 +853,13 @@ impl Ca {
 
     /// Writes a v2 CRL (`crl_ext`: authorityKeyIdentifier keyid, then the CRL number from
     /// `crlnumber`, which is then incremented) listing every revoked serial of `index.txt`
-    /// with its time and reason, valid for `days`.
+    /// with its time and reason, valid for `days` (1 to 36500).
     ///
     /// # Errors
-    /// Fails if the database or counter is damaged or the directory is not writable.
+    /// Fails if `days` is out of range, the database or counter is damaged, or the directory
+    /// is not writable.
     pub fn gen_crl(&self, days: u32) -> anyhow::Result<CrlInfo> {
+        check_days(days, "--days")?;
         let _lock = self.lock()?;
         self.gen_crl_locked(days)
     }
@@ -895,7 +898,7 @@ impl Ca {
             .unwrap_or_else(|| profile::key_id(self.key.public_key_raw()));
         let params = rcgen::CertificateRevocationListParams {
             this_update: now,
-            next_update: now + Duration::days(i64::from(days.max(1))),
+            next_update: add_days(now, days, "--days")?,
             crl_number: SerialNumber::from_slice(number.as_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked,
@@ -1076,12 +1079,36 @@ pub fn now_seconds() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
-fn days_from_now(days: u32) -> Validity {
-    let now = now_seconds();
-    Validity {
-        not_before: now,
-        not_after: now + Duration::days(i64::from(days)),
+/// The longest validity `--days` accepts: 100 years.
+pub const MAX_DAYS: u32 = 36_500;
+
+/// Refuses a validity outside 1..=[`MAX_DAYS`] days, naming `option`.
+///
+/// # Errors
+/// Says the range, for 0 (a certificate or CRL that is already out of date) and for anything
+/// above 100 years.
+pub fn check_days(days: u32, option: &str) -> anyhow::Result<()> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        bail!("{option} {days} is out of range; give a number of days from 1 to {MAX_DAYS}");
     }
+    Ok(())
+}
+
+/// `start` plus `days` days, refusing a date X.509 cannot hold instead of overflowing.
+fn add_days(start: OffsetDateTime, days: u32, option: &str) -> anyhow::Result<OffsetDateTime> {
+    check_days(days, option)?;
+    start
+        .checked_add(Duration::days(i64::from(days)))
+        .filter(|end| end.year() <= 9999)
+        .with_context(|| format!("{option} {days} reaches past the year 9999; give fewer days"))
+}
+
+fn days_from_now(days: u32) -> anyhow::Result<Validity> {
+    let now = now_seconds();
+    Ok(Validity {
+        not_before: now,
+        not_after: add_days(now, days, "--days")?,
+    })
 }
 
 fn random_serial() -> anyhow::Result<[u8; 20]> {
@@ -1091,4 +1118,23 @@ fn random_serial() -> anyhow::Result<[u8; 20]> {
     serial[0] &= 0x7f;
     serial[0] |= 0x01;
     Ok(serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counts_outside_the_range_are_errors_not_panics() {
+        let now = now_seconds();
+
+        assert!(add_days(now, 0, "--days").is_err());
+        assert!(add_days(now, MAX_DAYS + 1, "--days").is_err());
+        assert!(add_days(now, u32::MAX, "--days").is_err());
+        assert!(days_from_now(u32::MAX).is_err());
+        assert_eq!(
+            add_days(now, MAX_DAYS, "--days").unwrap() - now,
+            Duration::days(36_500)
+        );
+    }
 }
