@@ -440,6 +440,22 @@ fn days_outside_one_to_36500_are_refused_without_a_panic_or_a_partial_ca() {
 }
 
 #[test]
+fn names_whose_files_would_be_the_cas_are_reserved_and_no_ca_file_is_ever_to_be_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    for name in ["ca", "ca.key", "ca-chain"] {
+        let before = snapshot(&dir);
+
+        let stderr = pki_err(&dir, &["issue-client", name]);
+
+        assert!(stderr.contains("is reserved"), "{name}: {stderr}");
+        assert!(!stderr.contains("remove"), "{name}: {stderr}");
+        assert!(snapshot(&dir) == before, "{name} changed the directory");
+    }
+}
+
+#[test]
 fn names_with_the_revoked_marker_are_refused_at_issue_time() {
     let root = tempfile::tempdir().unwrap();
     let dir = our_ca(root.path());

@@ -693,3 +693,65 @@ fn pki_events_are_still_logged_at_debug_level() {
     assert!(run.stderr.contains("created the CA"), "{}", run.stderr);
     assert!(!run.stdout.contains("DEBUG"), "{}", run.stdout);
 }
+
+#[test]
+fn sign_csr_accepts_the_walkthrough_layout_with_the_key_in_private_and_checks_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    for name in ["w", "other"] {
+        openssl_ok(
+            &dir,
+            &["genrsa", "-out", &format!("private/{name}.pem"), "2048"],
+        );
+    }
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "private/w.pem",
+            "-out",
+            "csr/w.csr.pem",
+            "-subj",
+            "/CN=w",
+        ],
+    );
+    std::fs::copy(dir.join("csr/w.csr.pem"), root.path().join("other.csr.pem")).unwrap();
+    let csr = dir.join("csr/w.csr.pem");
+    let other_csr = root.path().join("other.csr.pem");
+    let before_mismatch = {
+        let signed = pki_ok(
+            &dir,
+            &["sign-csr", csr.to_str().unwrap(), "--profile", "client"],
+        );
+        assert!(signed.stdout.contains("issued w"), "{}", signed.stdout);
+        snapshot(&dir)
+    };
+
+    let mismatch = pki_err(
+        &dir,
+        &[
+            "sign-csr",
+            other_csr.to_str().unwrap(),
+            "--profile",
+            "client",
+        ],
+    );
+    let again = pki_err(
+        &dir,
+        &["sign-csr", csr.to_str().unwrap(), "--profile", "client"],
+    );
+
+    assert!(
+        mismatch.contains("private/other.pem is not the key of this request"),
+        "{mismatch}"
+    );
+    assert!(again.contains("certs/w.cert.pem already exists"), "{again}");
+    assert!(
+        snapshot(&dir) == before_mismatch,
+        "a refused sign-csr changed the directory"
+    );
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/w.cert.pem");
+    assert!(openssl.success, "{}{}", openssl.stdout, openssl.stderr);
+}

@@ -466,7 +466,7 @@ impl Ca {
         days: u32,
     ) -> anyhow::Result<Issued> {
         layout::validate_new_name(name)?;
-        self.check_name_free(name)?;
+        self.check_cert_free(name)?;
         let validity = days_from_now(days)?;
         let blocks = pem::parse_many(csr_pem).context("the PEM armour is damaged")?;
         let Some(block) = blocks
@@ -524,8 +524,10 @@ impl Ca {
             &alt_names,
         )?;
 
+        self.check_key_matches_request(name, spki.subject_public_key.data.as_ref())?;
+
         let _lock = self.lock()?;
-        self.check_name_free(name)?;
+        self.check_cert_free(name)?;
         let csr_path = layout::csr_path(&self.dir, name);
         // The walkthrough makes the request in csr/NAME.csr.pem itself: keep that file.
         let copy_file = if csr_path.exists() {
@@ -553,8 +555,14 @@ impl Ca {
         let cert = layout::cert_path(&self.dir, name);
         let key = layout::key_path(&self.dir, name);
         if key.exists() {
+            // validate_name keeps NAME's files apart from the CA's; never advise removing one.
+            let advice = if layout::is_ca_file(&self.dir, &key) {
+                "choose another NAME"
+            } else {
+                "move it away if it is not needed, or choose another NAME"
+            };
             bail!(
-                "{} exists without {} (an interrupted run?); remove it or choose another NAME",
+                "{} exists without {} (an interrupted run?); {advice}",
                 key.display(),
                 cert.display()
             );
@@ -570,6 +578,30 @@ impl Ca {
                 "{} already exists; to replace it run `wstunnel pki revoke {name}` (which moves \
                  its files aside) and issue it again, or choose another NAME",
                 cert.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// `sign-csr` writes no key, so an existing `private/NAME.pem` (the walkthrough makes it
+    /// with `openssl genrsa` before the request) is fine if it holds the request's key.
+    fn check_key_matches_request(&self, name: &str, request_key: &[u8]) -> anyhow::Result<()> {
+        let key_path = layout::key_path(&self.dir, name);
+        if !key_path.exists() {
+            return Ok(());
+        }
+        let key = keys::load_key(&key_path, None).with_context(|| {
+            format!(
+                "cannot check that {} belongs to the request; move it away or sign with \
+                 another --name",
+                key_path.display()
+            )
+        })?;
+        if key.key_pair.public_key_raw() != request_key {
+            bail!(
+                "{} is not the key of this request; sign the request made from that key, or \
+                 give another --name",
+                key_path.display()
             );
         }
         Ok(())

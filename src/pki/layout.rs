@@ -86,7 +86,8 @@ pub fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// Checks that NAME is a safe file stem: letters, digits, `.`, `_`, `-`, not starting with
-/// `.`, at most 64 characters, and not `ca` (reserved for the CA's own files).
+/// `.`, at most 64 characters, and none whose files would be the CA's own (`ca`, `ca.key`,
+/// `ca-chain`).
 ///
 /// # Errors
 /// Names anything else, so that no file can be written outside the directory.
@@ -109,8 +110,11 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
              and '-'"
         );
     }
-    if name == "ca" {
-        bail!("the certificate NAME \"ca\" is reserved for the CA's own files; pick another");
+    if let Some(ca_file) = ca_file_of(name) {
+        bail!(
+            "the certificate NAME {name:?} is reserved: its files would be the CA's own {ca_file}; \
+             pick another NAME"
+        );
     }
     Ok(())
 }
@@ -140,6 +144,39 @@ pub fn revoked_name(name: &str, serial_hex: &str) -> String {
     format!("{name}{REVOKED_MARKER}{serial_hex}")
 }
 
+/// The CA file (certificate, key, chain or CRL) that one of NAME's files would be, if any.
+fn ca_file_of(name: &str) -> Option<String> {
+    let dir = Path::new("");
+    let ca_files = [
+        ca_cert_path(dir),
+        ca_key_path(dir),
+        ca_chain_path(dir),
+        crl_path(dir),
+    ];
+    let own_files = [
+        cert_path(dir, name),
+        key_path(dir, name),
+        csr_path(dir, name),
+        p12_path(dir, name),
+    ];
+    ca_files
+        .into_iter()
+        .find(|ca_file| own_files.contains(ca_file))
+        .map(|ca_file| ca_file.display().to_string())
+}
+
+/// Whether `path` is one of the CA's own files in `dir` (certificate, key, chain, CRL).
+pub fn is_ca_file(dir: &Path, path: &Path) -> bool {
+    [
+        ca_cert_path(dir),
+        ca_key_path(dir),
+        ca_chain_path(dir),
+        crl_path(dir),
+    ]
+    .iter()
+    .any(|ca_file| ca_file == path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +185,10 @@ mod tests {
     fn names_that_could_escape_the_directory_are_refused() {
         for bad in ["../x", "a/b", ".hidden", "", "a b", "x\0", "ca", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for ca_file in ["ca", "ca.key", "ca-chain"] {
+            let error = validate_name(ca_file).unwrap_err().to_string();
+            assert!(error.contains("reserved"), "{ca_file}: {error}");
         }
         assert!(validate_new_name("col.revoked-100B").is_err());
         validate_name("col.revoked-100B").unwrap();
