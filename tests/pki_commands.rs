@@ -695,6 +695,110 @@ fn pki_events_are_still_logged_at_debug_level() {
 }
 
 #[test]
+fn verify_says_a_certificate_from_a_ca_with_another_key_type_was_not_issued_by_this_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    // Same CA name (the default), another key type: the signature algorithm cannot match.
+    let foreign = root.path().join("foreign");
+    pki_ok(
+        &foreign,
+        &[
+            "init",
+            foreign.to_str().unwrap(),
+            "--key-type",
+            "ecdsa-p256",
+        ],
+    );
+    pki_ok(
+        &foreign,
+        &["issue-client", "eve", "--key-type", "ecdsa-p256"],
+    );
+    let eve = foreign.join("certs/eve.cert.pem");
+
+    let stranger = pki_err(&dir, &["verify", eve.to_str().unwrap()]);
+
+    assert!(stranger.contains("was not issued by the CA"), "{stranger}");
+    assert!(stranger.contains("pass --dir"), "{stranger}");
+    assert!(
+        !stranger.contains("Context") && !stranger.contains('['),
+        "{stranger}"
+    );
+    assert_eq!(stranger.lines().count(), 1, "{stranger}");
+}
+
+#[test]
+fn verify_accepts_a_bracketed_ipv6_host_and_refuses_a_server_certificate_without_alt_names() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-server"]);
+    // The walkthrough's server certificate: openssl ca with server_cert, no subjectAltName.
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "private/w.pem",
+            "-out",
+            "csr/w.csr.pem",
+            "-subj",
+            "/CN=www.example.com",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "server_cert",
+            "-notext",
+            "-in",
+            "csr/w.csr.pem",
+            "-out",
+            "certs/w.cert.pem",
+            "-batch",
+        ],
+    );
+    let server = dir.join("certs/wstunnel-server.cert.pem");
+    let walkthrough = dir.join("certs/w.cert.pem");
+
+    let bracketed = pki_ok(
+        &dir,
+        &["verify", server.to_str().unwrap(), "--host", "[::1]"],
+    );
+    let no_san = pki_err(&dir, &["verify", walkthrough.to_str().unwrap()]);
+    let no_san_host = pki_err(
+        &dir,
+        &[
+            "verify",
+            walkthrough.to_str().unwrap(),
+            "--host",
+            "www.example.com",
+        ],
+    );
+
+    assert!(
+        bracketed.stdout.contains("valid for"),
+        "{}",
+        bracketed.stdout
+    );
+    for message in [&no_san, &no_san_host] {
+        assert!(
+            message.contains("has no subjectAltName")
+                && message.contains("whatever the host")
+                && message.contains("pki issue-server"),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+}
+
+#[test]
 fn sign_csr_accepts_the_walkthrough_layout_with_the_key_in_private_and_checks_it() {
     let root = tempfile::tempdir().unwrap();
     let dir = our_ca(root.path());
