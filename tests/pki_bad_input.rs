@@ -466,3 +466,35 @@ fn names_with_the_revoked_marker_are_refused_at_issue_time() {
         &["\".revoked-\"", "pick a NAME without it"],
     );
 }
+
+#[test]
+fn an_empty_or_overlong_common_name_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let long = "c".repeat(65);
+
+    assert_refused(
+        &dir,
+        &["issue-client", "e", "--cn", ""],
+        &["commonName (CN) is empty"],
+    );
+    assert_refused(
+        &dir,
+        &["issue-client", "e", "--cn", &long],
+        &["65 characters", "64"],
+    );
+    pki_ok(&dir, &["issue-client", "e", "--cn", &long[..64]]);
+}
+
+#[test]
+fn a_serial_file_holding_zero_is_refused_because_serials_are_positive() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    std::fs::write(dir.join("serial"), "00\n").unwrap();
+
+    assert_refused(
+        &dir,
+        &["issue-client", "zero"],
+        &["serial holds 0", "serials must be positive"],
+    );
+}

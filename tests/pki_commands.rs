@@ -859,3 +859,51 @@ fn sign_csr_accepts_the_walkthrough_layout_with_the_key_in_private_and_checks_it
     let openssl = openssl_verify_crl(&dir, "sslclient", "certs/w.cert.pem");
     assert!(openssl.success, "{}{}", openssl.stdout, openssl.stderr);
 }
+
+#[test]
+fn private_keys_are_written_with_unix_line_endings() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "lf", "--key-type", "ecdsa-p256"]);
+
+    for key in ["private/lf.pem", "private/ca.key.pem"] {
+        let text = std::fs::read(dir.join(key)).unwrap();
+
+        assert!(!text.contains(&b'\r'), "{key} holds CR characters");
+        assert!(text.starts_with(b"-----BEGIN PRIVATE KEY-----\n"), "{key}");
+    }
+}
+
+#[test]
+fn list_names_the_damaged_line_of_index_txt() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    let mut index = std::fs::read_to_string(dir.join("index.txt")).unwrap();
+    index.push_str("V\tgarbage\n");
+    std::fs::write(dir.join("index.txt"), index).unwrap();
+
+    let stderr = pki_err(&dir, &["list"]);
+
+    assert!(stderr.contains("index.txt line 2"), "{stderr}");
+    assert!(!stderr.contains("not a CA directory"), "{stderr}");
+}
+
+#[test]
+fn gen_crl_without_a_crlnumber_file_continues_from_the_current_crl_number() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["gen-crl"]);
+    pki_ok(&dir, &["gen-crl"]);
+    std::fs::remove_file(dir.join("crlnumber")).unwrap();
+
+    let run = pki_ok(&dir, &["gen-crl"]);
+
+    assert!(run.stdout.contains("CRL number 1003"), "{}", run.stdout);
+    let text = openssl_ok(
+        &dir,
+        &["crl", "-in", "crl/ca.crl.pem", "-noout", "-crlnumber"],
+    );
+    assert!(text.contains("crlNumber=0x1003"), "{text}");
+    assert_eq!(counter(&dir, "crlnumber"), "1004");
+}

@@ -16,7 +16,8 @@ use x509_parser::prelude::FromDer;
 
 use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
 use super::fsutil::{
-    DirLock, FileMode, Rollback, remove_stale_temp_files, rename_new, write_atomic, write_new,
+    DirLock, FileMode, Rollback, pem_text, remove_stale_temp_files, rename_new, write_atomic,
+    write_new,
 };
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
@@ -297,8 +298,8 @@ impl Ca {
             self.sign_locked(name, &subject, &key, extensions, validity, &[])?
         };
         let cert_der = read_certificate_pem(&issued.cert_path)?;
-        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
-        let parent_pem = pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()));
+        let cert_pem = pem_text("CERTIFICATE", &cert_der);
+        let parent_pem = pem_text("CERTIFICATE", &self.cert_der);
         write_new(
             &layout::ca_key_path(dir),
             key_pem.as_bytes(),
@@ -497,6 +498,7 @@ impl Ca {
                  make it again with a CN (for example `openssl req -subj /CN=NAME`)"
             );
         }
+        check_common_name(&subject).context("the request's subject is refused")?;
         let mut alt_names = profile::requested_alt_names(&csr)?;
         for extra in extra_sans {
             if !alt_names.contains(extra) {
@@ -513,10 +515,7 @@ impl Ca {
                      an RSA, ECDSA P-256/P-384 or Ed25519 key"
             )
         })?;
-        let copy = pem::encode(&pem::Pem::new(
-            "CERTIFICATE REQUEST",
-            block.contents().to_vec(),
-        ));
+        let copy = pem_text("CERTIFICATE REQUEST", block.contents());
         let extensions = profile::leaf_extensions(
             profile,
             spki.subject_public_key.data.as_ref(),
@@ -710,11 +709,18 @@ impl Ca {
         })
     }
 
-    /// The serial to issue next: the `serial` file's, refusing one already in
+    /// The serial to issue next: the `serial` file's, refusing 0 and one already in
     /// `index.txt`, and skipping one whose `newcerts/SERIAL.pem` an interrupted run left.
     fn next_serial(&self, index: &Index) -> anyhow::Result<Serial> {
         let serial_path = layout::serial_path(&self.dir);
         let mut serial = database::read_counter(&serial_path)?;
+        if serial.is_zero() {
+            bail!(
+                "{} holds 0, but serials must be positive; write the next free serial (such as \
+                 1000) into it",
+                serial_path.display()
+            );
+        }
         // Bounded so a directory full of leftovers gives an error instead of a long search.
         for _ in 0..64 {
             if index.entries.iter().any(|e| e.serial == serial) {
@@ -904,11 +910,7 @@ impl Ca {
     /// Writes the CRL of `index` (which may hold changes not yet saved), then `crlnumber`.
     fn write_crl(&self, index: &Index, days: u32) -> anyhow::Result<CrlInfo> {
         let number_path = layout::crlnumber_path(&self.dir);
-        let number = if number_path.exists() {
-            database::read_counter(&number_path)?
-        } else {
-            Serial::from_bytes(&[0x10, 0x00])
-        };
+        let number = self.next_crl_number()?;
         let revoked: Vec<rcgen::RevokedCertParams> = index
             .entries
             .iter()
@@ -948,6 +950,40 @@ impl Ca {
             number,
             revoked: params.revoked_certs.len(),
         })
+    }
+
+    /// The next CRL number: `crlnumber`'s, or when that file is missing one more than the
+    /// current CRL's (1000 when there is no CRL either), so CRL numbers always increase.
+    fn next_crl_number(&self) -> anyhow::Result<Serial> {
+        let number_path = layout::crlnumber_path(&self.dir);
+        if number_path.exists() {
+            return database::read_counter(&number_path);
+        }
+        let crl_path = layout::crl_path(&self.dir);
+        if !crl_path.exists() {
+            return Ok(Serial::from_bytes(&[0x10, 0x00]));
+        }
+        let der = read_crl_der(&crl_path)?;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is missing and {} does not parse ({e}), so the next CRL number is \
+                     unknown; write a number higher than any CRL issued so far into {}",
+                    number_path.display(),
+                    crl_path.display(),
+                    number_path.display()
+                )
+            })?;
+        let Some(current) = crl.crl_number() else {
+            bail!(
+                "{} is missing and {} has no CRL number; write a number higher than any CRL \
+                 issued so far into {}",
+                number_path.display(),
+                crl_path.display(),
+                number_path.display()
+            );
+        };
+        Ok(Serial::from_bytes(&current.to_bytes_be()).next())
     }
 }
 
@@ -1047,6 +1083,7 @@ fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {
     if options.common_name.is_some() || subject.common_name().is_none() {
         subject.set(Field::CommonName, common_name);
     }
+    check_common_name(&subject)?;
     subject.to_rcgen()?;
     Ok(subject)
 }
@@ -1058,8 +1095,37 @@ fn leaf_subject(name: &str, cn: Option<&str>, subject: Option<Subject>) -> anyho
     } else if subject.common_name().is_none() {
         subject.set(Field::CommonName, name);
     }
+    check_common_name(&subject)?;
     subject.to_rcgen()?;
     Ok(subject)
+}
+
+/// The longest commonName RFC 5280 allows (ub-common-name).
+const MAX_COMMON_NAME: usize = 64;
+
+/// Refuses an empty commonName (the walkthrough's policy requires one) and one longer than
+/// 64 characters (RFC 5280's upper bound, which OpenSSL enforces too).
+///
+/// # Errors
+/// Says which rule the CN breaks and how to fix it.
+fn check_common_name(subject: &Subject) -> anyhow::Result<()> {
+    let Some(cn) = subject.common_name() else {
+        return Ok(());
+    };
+    if cn.trim().is_empty() {
+        bail!(
+            "the commonName (CN) is empty, but the walkthrough's policy requires one; give a \
+             non-empty --cn (by default NAME)"
+        );
+    }
+    let length = cn.chars().count();
+    if length > MAX_COMMON_NAME {
+        bail!(
+            "the commonName (CN) is {length} characters long, more than the {MAX_COMMON_NAME} \
+             RFC 5280 allows; give a shorter --cn"
+        );
+    }
+    Ok(())
 }
 
 fn make_request(subject: &Subject, alt_names: &[AltName], key: &KeyPair) -> anyhow::Result<String> {

@@ -167,6 +167,14 @@ pub fn rename_new(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PEM text with `\n` line endings, like every file OpenSSL writes.
+pub fn pem_text(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// Files written by one command, removed again when it is dropped before [`Rollback::keep`],
 /// so a command that fails part-way leaves the directory as it found it. It only ever holds
 /// files the command created itself.
