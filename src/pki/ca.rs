@@ -848,11 +848,13 @@ impl Ca {
     /// of those already exists, so moving never replaces another certificate's files.
     fn aside_moves(&self, name: &str, serial: &Serial) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
         let aside = layout::revoked_name(name, &serial.to_string());
+        // The certificate goes last: while it is in place, `revoke NAME` can finish a run
+        // killed between two moves.
         let path_fns: [fn(&Path, &str) -> PathBuf; 4] = [
-            layout::cert_path,
             layout::key_path,
             layout::csr_path,
             layout::p12_path,
+            layout::cert_path,
         ];
         let mut moves = Vec::new();
         for path_of in path_fns {
