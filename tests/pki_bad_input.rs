@@ -401,3 +401,100 @@ fn errors_on_damaged_files_and_repeated_requests_say_what_to_do() {
         &["index.txt line 1", "fix or remove that line"],
     );
 }
+
+#[test]
+fn days_outside_one_to_36500_are_refused_without_a_panic_or_a_partial_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let before = snapshot(&dir);
+    let new_ca = root.path().join("ca2");
+
+    let refusals = [
+        pki_err(&dir, &["issue-client", "x", "--days", "99999999"]),
+        pki_err(&dir, &["issue-client", "x", "--days", "0"]),
+        pki_err(&dir, &["issue-server", "--days", "36501"]),
+        pki_err(&dir, &["gen-crl", "--days", "0"]),
+        pki_err(&dir, &["gen-crl", "--days", "99999999"]),
+        wstunnel(&[
+            "pki",
+            "init",
+            new_ca.to_str().unwrap(),
+            "--days",
+            "99999999",
+        ])
+        .stderr,
+        wstunnel(&["pki", "init", new_ca.to_str().unwrap(), "--days", "0"]).stderr,
+    ];
+    let help = wstunnel(&["pki", "issue-client", "--help"]).stdout;
+
+    for stderr in &refusals {
+        assert!(stderr.contains("1..=36500"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(
+        snapshot(&dir) == before,
+        "a refused --days changed the directory"
+    );
+    assert!(!new_ca.exists());
+    assert!(help.contains("from 1 to 36500"), "{help}");
+}
+
+#[test]
+fn names_whose_files_would_be_the_cas_are_reserved_and_no_ca_file_is_ever_to_be_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    for name in ["ca", "ca.key", "ca-chain"] {
+        let before = snapshot(&dir);
+
+        let stderr = pki_err(&dir, &["issue-client", name]);
+
+        assert!(stderr.contains("is reserved"), "{name}: {stderr}");
+        assert!(!stderr.contains("remove"), "{name}: {stderr}");
+        assert!(snapshot(&dir) == before, "{name} changed the directory");
+    }
+}
+
+#[test]
+fn names_with_the_revoked_marker_are_refused_at_issue_time() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    assert_refused(
+        &dir,
+        &["issue-client", "col.revoked-100B"],
+        &["\".revoked-\"", "pick a NAME without it"],
+    );
+}
+
+#[test]
+fn an_empty_or_overlong_common_name_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let long = "c".repeat(65);
+
+    assert_refused(
+        &dir,
+        &["issue-client", "e", "--cn", ""],
+        &["commonName (CN) is empty"],
+    );
+    assert_refused(
+        &dir,
+        &["issue-client", "e", "--cn", &long],
+        &["65 characters", "64"],
+    );
+    pki_ok(&dir, &["issue-client", "e", "--cn", &long[..64]]);
+}
+
+#[test]
+fn a_serial_file_holding_zero_is_refused_because_serials_are_positive() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    std::fs::write(dir.join("serial"), "00\n").unwrap();
+
+    assert_refused(
+        &dir,
+        &["issue-client", "zero"],
+        &["serial holds 0", "serials must be positive"],
+    );
+}

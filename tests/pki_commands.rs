@@ -693,3 +693,217 @@ fn pki_events_are_still_logged_at_debug_level() {
     assert!(run.stderr.contains("created the CA"), "{}", run.stderr);
     assert!(!run.stdout.contains("DEBUG"), "{}", run.stdout);
 }
+
+#[test]
+fn verify_says_a_certificate_from_a_ca_with_another_key_type_was_not_issued_by_this_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    // Same CA name (the default), another key type: the signature algorithm cannot match.
+    let foreign = root.path().join("foreign");
+    pki_ok(
+        &foreign,
+        &[
+            "init",
+            foreign.to_str().unwrap(),
+            "--key-type",
+            "ecdsa-p256",
+        ],
+    );
+    pki_ok(
+        &foreign,
+        &["issue-client", "eve", "--key-type", "ecdsa-p256"],
+    );
+    let eve = foreign.join("certs/eve.cert.pem");
+
+    let stranger = pki_err(&dir, &["verify", eve.to_str().unwrap()]);
+
+    assert!(stranger.contains("was not issued by the CA"), "{stranger}");
+    assert!(stranger.contains("pass --dir"), "{stranger}");
+    assert!(
+        !stranger.contains("Context") && !stranger.contains('['),
+        "{stranger}"
+    );
+    assert_eq!(stranger.lines().count(), 1, "{stranger}");
+}
+
+#[test]
+fn verify_accepts_a_bracketed_ipv6_host_and_refuses_a_server_certificate_without_alt_names() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-server"]);
+    // The walkthrough's server certificate: openssl ca with server_cert, no subjectAltName.
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "private/w.pem",
+            "-out",
+            "csr/w.csr.pem",
+            "-subj",
+            "/CN=www.example.com",
+        ],
+    );
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "server_cert",
+            "-notext",
+            "-in",
+            "csr/w.csr.pem",
+            "-out",
+            "certs/w.cert.pem",
+            "-batch",
+        ],
+    );
+    let server = dir.join("certs/wstunnel-server.cert.pem");
+    let walkthrough = dir.join("certs/w.cert.pem");
+
+    let bracketed = pki_ok(
+        &dir,
+        &["verify", server.to_str().unwrap(), "--host", "[::1]"],
+    );
+    let no_san = pki_err(&dir, &["verify", walkthrough.to_str().unwrap()]);
+    let no_san_host = pki_err(
+        &dir,
+        &[
+            "verify",
+            walkthrough.to_str().unwrap(),
+            "--host",
+            "www.example.com",
+        ],
+    );
+
+    assert!(
+        bracketed.stdout.contains("valid for"),
+        "{}",
+        bracketed.stdout
+    );
+    for message in [&no_san, &no_san_host] {
+        assert!(
+            message.contains("has no subjectAltName")
+                && message.contains("whatever the host")
+                && message.contains("pki issue-server"),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+}
+
+#[test]
+fn sign_csr_accepts_the_walkthrough_layout_with_the_key_in_private_and_checks_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    for name in ["w", "other"] {
+        openssl_ok(
+            &dir,
+            &["genrsa", "-out", &format!("private/{name}.pem"), "2048"],
+        );
+    }
+    openssl_ok(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "private/w.pem",
+            "-out",
+            "csr/w.csr.pem",
+            "-subj",
+            "/CN=w",
+        ],
+    );
+    std::fs::copy(dir.join("csr/w.csr.pem"), root.path().join("other.csr.pem")).unwrap();
+    let csr = dir.join("csr/w.csr.pem");
+    let other_csr = root.path().join("other.csr.pem");
+    let before_mismatch = {
+        let signed = pki_ok(
+            &dir,
+            &["sign-csr", csr.to_str().unwrap(), "--profile", "client"],
+        );
+        assert!(signed.stdout.contains("issued w"), "{}", signed.stdout);
+        snapshot(&dir)
+    };
+
+    let mismatch = pki_err(
+        &dir,
+        &[
+            "sign-csr",
+            other_csr.to_str().unwrap(),
+            "--profile",
+            "client",
+        ],
+    );
+    let again = pki_err(
+        &dir,
+        &["sign-csr", csr.to_str().unwrap(), "--profile", "client"],
+    );
+
+    assert!(
+        mismatch.contains("private/other.pem is not the key of this request"),
+        "{mismatch}"
+    );
+    assert!(again.contains("certs/w.cert.pem already exists"), "{again}");
+    assert!(
+        snapshot(&dir) == before_mismatch,
+        "a refused sign-csr changed the directory"
+    );
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/w.cert.pem");
+    assert!(openssl.success, "{}{}", openssl.stdout, openssl.stderr);
+}
+
+#[test]
+fn private_keys_are_written_with_unix_line_endings() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "lf", "--key-type", "ecdsa-p256"]);
+
+    for key in ["private/lf.pem", "private/ca.key.pem"] {
+        let text = std::fs::read(dir.join(key)).unwrap();
+
+        assert!(!text.contains(&b'\r'), "{key} holds CR characters");
+        assert!(text.starts_with(b"-----BEGIN PRIVATE KEY-----\n"), "{key}");
+    }
+}
+
+#[test]
+fn list_names_the_damaged_line_of_index_txt() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    let mut index = std::fs::read_to_string(dir.join("index.txt")).unwrap();
+    index.push_str("V\tgarbage\n");
+    std::fs::write(dir.join("index.txt"), index).unwrap();
+
+    let stderr = pki_err(&dir, &["list"]);
+
+    assert!(stderr.contains("index.txt line 2"), "{stderr}");
+    assert!(!stderr.contains("not a CA directory"), "{stderr}");
+}
+
+#[test]
+fn gen_crl_without_a_crlnumber_file_continues_from_the_current_crl_number() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["gen-crl"]);
+    pki_ok(&dir, &["gen-crl"]);
+    std::fs::remove_file(dir.join("crlnumber")).unwrap();
+
+    let run = pki_ok(&dir, &["gen-crl"]);
+
+    assert!(run.stdout.contains("CRL number 1003"), "{}", run.stdout);
+    let text = openssl_ok(
+        &dir,
+        &["crl", "-in", "crl/ca.crl.pem", "-noout", "-crlnumber"],
+    );
+    assert!(text.contains("crlNumber=0x1003"), "{text}");
+    assert_eq!(counter(&dir, "crlnumber"), "1004");
+}

@@ -15,7 +15,10 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
 use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
-use super::fsutil::{DirLock, FileMode, write_atomic, write_new};
+use super::fsutil::{
+    DirLock, FileMode, Rollback, pem_text, remove_stale_temp_files, rename_new, write_atomic,
+    write_new,
+};
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
 use super::staging::Staging;
@@ -194,6 +197,7 @@ impl Ca {
     /// directory, or a parent that is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
         check_new_ca_dir(dir)?;
+        check_days(options.days, "--days")?;
         let subject = init_subject(&options)?;
         let staging = Staging::begin(dir)?;
         let ca = Ca::build(staging.path(), staging.target(), &subject, options)?;
@@ -233,7 +237,7 @@ impl Ca {
         params.distinguished_name = subject.to_rcgen()?;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
         params.not_before = now;
-        params.not_after = now + Duration::days(i64::from(options.days));
+        params.not_after = add_days(now, options.days, "--days")?;
         params.custom_extensions = profile::ca_extensions(key.public_key_raw());
         let cert = params
             .self_signed(&key)
@@ -276,9 +280,10 @@ impl Ca {
         name: &str,
         options: InitOptions,
     ) -> anyhow::Result<Ca> {
-        layout::validate_name(name)?;
+        layout::validate_new_name(name)?;
         self.check_name_free(name)?;
         check_new_ca_dir(build_dir)?;
+        let validity = days_from_now(options.days)?;
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
         let key_pem = keys::key_to_pem(key.serialized_der(), options.encrypt_key.as_ref())?;
@@ -288,20 +293,13 @@ impl Ca {
         let dir = build_dir;
 
         let issued = {
-            let _parent_lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+            let _parent_lock = self.lock()?;
             self.check_name_free(name)?;
-            self.sign_locked(
-                name,
-                &subject,
-                &key,
-                extensions,
-                days_from_now(options.days),
-                &[],
-            )?
+            self.sign_locked(name, &subject, &key, extensions, validity, &[])?
         };
         let cert_der = read_certificate_pem(&issued.cert_path)?;
-        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone()));
-        let parent_pem = pem::encode(&pem::Pem::new("CERTIFICATE", self.cert_der.clone()));
+        let cert_pem = pem_text("CERTIFICATE", &cert_der);
+        let parent_pem = pem_text("CERTIFICATE", &self.cert_der);
         write_new(
             &layout::ca_key_path(dir),
             key_pem.as_bytes(),
@@ -405,8 +403,12 @@ impl Ca {
         request: IssueRequest,
         san_policy: SanPolicy,
     ) -> anyhow::Result<Issued> {
-        layout::validate_name(&request.name)?;
+        layout::validate_new_name(&request.name)?;
         self.check_name_free(&request.name)?;
+        let validity = match request.validity {
+            Some(validity) => validity,
+            None => days_from_now(request.days)?,
+        };
         let subject = leaf_subject(
             &request.name,
             request.cn.as_deref(),
@@ -428,13 +430,10 @@ impl Ca {
         let csr_pem = make_request(&subject, &alt_names, &key)?;
         let key_pem = keys::key_to_pem(key.serialized_der(), None)?;
 
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let _lock = self.lock()?;
         self.check_name_free(&request.name)?;
         let key_path = layout::key_path(&self.dir, &request.name);
         let csr_path = layout::csr_path(&self.dir, &request.name);
-        let validity = request
-            .validity
-            .unwrap_or_else(|| days_from_now(request.days));
         let mut issued = self.sign_locked(
             &request.name,
             &subject,
@@ -467,8 +466,9 @@ impl Ca {
         extra_sans: &[AltName],
         days: u32,
     ) -> anyhow::Result<Issued> {
-        layout::validate_name(name)?;
-        self.check_name_free(name)?;
+        layout::validate_new_name(name)?;
+        self.check_cert_free(name)?;
+        let validity = days_from_now(days)?;
         let blocks = pem::parse_many(csr_pem).context("the PEM armour is damaged")?;
         let Some(block) = blocks
             .iter()
@@ -498,6 +498,7 @@ impl Ca {
                  make it again with a CN (for example `openssl req -subj /CN=NAME`)"
             );
         }
+        check_common_name(&subject).context("the request's subject is refused")?;
         let mut alt_names = profile::requested_alt_names(&csr)?;
         for extra in extra_sans {
             if !alt_names.contains(extra) {
@@ -514,10 +515,7 @@ impl Ca {
                      an RSA, ECDSA P-256/P-384 or Ed25519 key"
             )
         })?;
-        let copy = pem::encode(&pem::Pem::new(
-            "CERTIFICATE REQUEST",
-            block.contents().to_vec(),
-        ));
+        let copy = pem_text("CERTIFICATE REQUEST", block.contents());
         let extensions = profile::leaf_extensions(
             profile,
             spki.subject_public_key.data.as_ref(),
@@ -525,23 +523,54 @@ impl Ca {
             &alt_names,
         )?;
 
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
-        self.check_name_free(name)?;
+        self.check_key_matches_request(name, spki.subject_public_key.data.as_ref())?;
+
+        let _lock = self.lock()?;
+        self.check_cert_free(name)?;
         let csr_path = layout::csr_path(&self.dir, name);
+        // The walkthrough makes the request in csr/NAME.csr.pem itself: keep that file.
+        let copy_file = if csr_path.exists() {
+            self.check_same_request(&csr_path, block.contents())?;
+            Vec::new()
+        } else {
+            vec![(csr_path.clone(), copy.into_bytes(), FileMode::Public)]
+        };
         let mut issued = self.sign_locked(
             name,
             &subject,
             &public_key,
             extensions,
-            days_from_now(days),
-            &[(csr_path.clone(), copy.into_bytes(), FileMode::Public)],
+            validity,
+            &copy_file,
         )?;
         issued.csr_path = csr_path;
         tracing::debug!(name = %issued.name, serial = %issued.serial, "signed a request");
         Ok(issued)
     }
 
+    /// Refuses NAME if its certificate or key exists (issue writes both).
     fn check_name_free(&self, name: &str) -> anyhow::Result<()> {
+        self.check_cert_free(name)?;
+        let cert = layout::cert_path(&self.dir, name);
+        let key = layout::key_path(&self.dir, name);
+        if key.exists() {
+            // validate_name keeps NAME's files apart from the CA's; never advise removing one.
+            let advice = if layout::is_ca_file(&self.dir, &key) {
+                "choose another NAME"
+            } else {
+                "move it away if it is not needed, or choose another NAME"
+            };
+            bail!(
+                "{} exists without {} (an interrupted run?); {advice}",
+                key.display(),
+                cert.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses NAME if `certs/NAME.cert.pem` exists, saying how to revoke and reissue.
+    fn check_cert_free(&self, name: &str) -> anyhow::Result<()> {
         let cert = layout::cert_path(&self.dir, name);
         if cert.exists() {
             bail!(
@@ -550,20 +579,69 @@ impl Ca {
                 cert.display()
             );
         }
-        let key = layout::key_path(&self.dir, name);
-        if key.exists() {
+        Ok(())
+    }
+
+    /// `sign-csr` writes no key, so an existing `private/NAME.pem` (the walkthrough makes it
+    /// with `openssl genrsa` before the request) is fine if it holds the request's key.
+    fn check_key_matches_request(&self, name: &str, request_key: &[u8]) -> anyhow::Result<()> {
+        let key_path = layout::key_path(&self.dir, name);
+        if !key_path.exists() {
+            return Ok(());
+        }
+        let key = keys::load_key(&key_path, None).with_context(|| {
+            format!(
+                "cannot check that {} belongs to the request; move it away or sign with \
+                 another --name",
+                key_path.display()
+            )
+        })?;
+        if key.key_pair.public_key_raw() != request_key {
             bail!(
-                "{} exists without {} (an interrupted run?); remove it or choose another NAME",
-                key.display(),
-                cert.display()
+                "{} is not the key of this request; sign the request made from that key, or \
+                 give another --name",
+                key_path.display()
             );
         }
         Ok(())
     }
 
-    /// Signs under the lock, then writes: `extra_files` (key, request; never replacing a
-    /// file), `newcerts/SERIAL.pem`, `serial`, `index.txt`, and last `certs/NAME.cert.pem`.
-    /// Nothing is written unless signing succeeded.
+    /// Refuses an existing `csr/NAME.csr.pem` that holds another request than `request_der`.
+    fn check_same_request(&self, csr_path: &Path, request_der: &[u8]) -> anyhow::Result<()> {
+        let text =
+            fs::read(csr_path).with_context(|| format!("cannot read {}", csr_path.display()))?;
+        let same = pem::parse_many(&text)
+            .ok()
+            .is_some_and(|blocks| blocks.iter().any(|b| b.contents() == request_der));
+        if !same {
+            bail!(
+                "{} already exists and holds another request; move it away, or sign with \
+                 another --name",
+                csr_path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the directory lock, then removes temporary files that killed runs left (every
+    /// writer holds this lock, so none of them belongs to a live process).
+    fn lock(&self) -> anyhow::Result<DirLock> {
+        let lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        let taken = std::time::SystemTime::now();
+        let mut dirs = vec![self.dir.clone()];
+        dirs.extend(layout::SUBDIRS.iter().map(|sub| self.dir.join(sub)));
+        remove_stale_temp_files(&dirs, taken);
+        Ok(lock)
+    }
+
+    /// Signs under the lock, then writes the files (`extra_files` such as the key and request,
+    /// `newcerts/SERIAL.pem`, `certs/NAME.cert.pem`; none replacing an existing file), and
+    /// only then commits `serial` and last `index.txt`. A failure removes the files this run
+    /// wrote and restores `serial`, so the directory is as it was.
+    ///
+    /// A run killed after writing files but before `index.txt` leaves them without an index
+    /// line (and `certs/NAME.cert.pem` then blocks NAME: move those files away by hand); the
+    /// next run skips a serial whose `newcerts/SERIAL.pem` was left that way.
     #[allow(clippy::too_many_arguments)]
     fn sign_locked(
         &self,
@@ -575,15 +653,8 @@ impl Ca {
         extra_files: &[(PathBuf, Vec<u8>, FileMode)],
     ) -> anyhow::Result<Issued> {
         let serial_path = layout::serial_path(&self.dir);
-        let serial = database::read_counter(&serial_path)?;
         let mut index = Index::load(&self.dir)?;
-        if index.entries.iter().any(|e| e.serial == serial) {
-            bail!(
-                "serial {serial} from {} is already in index.txt; set {} to a higher hex number",
-                serial_path.display(),
-                serial_path.display()
-            );
-        }
+        let serial = self.next_serial(&index)?;
 
         let mut params = CertificateParams::default();
         params.distinguished_name = subject.to_rcgen()?;
@@ -599,27 +670,34 @@ impl Ca {
         self.check_issuer_name(cert.der())?;
 
         let pem_text = cert.pem();
-        for (path, contents, mode) in extra_files {
-            if *mode == FileMode::Private {
-                write_new(path, contents, *mode)?;
-            } else {
-                write_atomic(path, contents, *mode)?;
-            }
+        let cert_path = layout::cert_path(&self.dir, name);
+        let newcert_path = layout::newcert_path(&self.dir, &serial.to_string());
+        let mut rollback = Rollback::default();
+        let files = extra_files
+            .iter()
+            .map(|(path, contents, mode)| (path, contents.as_slice(), *mode))
+            .chain([
+                (&newcert_path, pem_text.as_bytes(), FileMode::Public),
+                (&cert_path, pem_text.as_bytes(), FileMode::Public),
+            ]);
+        for (path, contents, mode) in files {
+            write_new(path, contents, mode)?;
+            rollback.created(path.clone());
         }
-        write_atomic(
-            &layout::newcert_path(&self.dir, &serial.to_string()),
-            pem_text.as_bytes(),
-            FileMode::Public,
-        )?;
+
         database::write_counter(&serial_path, &serial.next())?;
         index.entries.push(IndexEntry::valid(
             serial.clone(),
             validity.not_after,
             subject.oneline(),
         ));
-        index.save(&self.dir)?;
-        let cert_path = layout::cert_path(&self.dir, name);
-        write_new(&cert_path, pem_text.as_bytes(), FileMode::Public)?;
+        if let Err(error) = index.save(&self.dir) {
+            if let Err(restore) = database::write_counter(&serial_path, &serial) {
+                tracing::warn!(%restore, "cannot restore the serial file");
+            }
+            return Err(error);
+        }
+        rollback.keep();
         Ok(Issued {
             name: name.to_owned(),
             serial,
@@ -629,6 +707,43 @@ impl Ca {
             csr_path: PathBuf::new(),
             not_after: validity.not_after,
         })
+    }
+
+    /// The serial to issue next: the `serial` file's, refusing 0 and one already in
+    /// `index.txt`, and skipping one whose `newcerts/SERIAL.pem` an interrupted run left.
+    fn next_serial(&self, index: &Index) -> anyhow::Result<Serial> {
+        let serial_path = layout::serial_path(&self.dir);
+        let mut serial = database::read_counter(&serial_path)?;
+        if serial.is_zero() {
+            bail!(
+                "{} holds 0, but serials must be positive; write the next free serial (such as \
+                 1000) into it",
+                serial_path.display()
+            );
+        }
+        // Bounded so a directory full of leftovers gives an error instead of a long search.
+        for _ in 0..64 {
+            if index.entries.iter().any(|e| e.serial == serial) {
+                bail!(
+                    "serial {serial} from {} is already in index.txt; set {} to a higher hex \
+                     number",
+                    serial_path.display(),
+                    serial_path.display()
+                );
+            }
+            let leftover = layout::newcert_path(&self.dir, &serial.to_string());
+            if !leftover.exists() {
+                return Ok(serial);
+            }
+            tracing::debug!(path = %leftover.display(), "skipping a serial an interrupted run took");
+            serial = serial.next();
+        }
+        bail!(
+            "{} and the following serials all have files in newcerts/ but no line in index.txt; \
+             set {} to a free hex number",
+            serial_path.display(),
+            serial_path.display()
+        )
     }
 
     /// OpenSSL and rustls chain by comparing the issuer name bytes with the CA's subject
@@ -652,14 +767,20 @@ impl Ca {
     /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
     /// aside.
     ///
+    /// The new CRL is written from the new index state before `index.txt` is committed, and
+    /// the files are moved last, so a failed or killed revoke leaves either nothing changed
+    /// or a state that running the same command again completes: a serial that `index.txt`
+    /// marks revoked but the current CRL does not list gets a new CRL instead of an error.
+    ///
     /// # Errors
-    /// Fails if the certificate is unknown, or already revoked when given by serial.
+    /// Fails if the certificate is unknown, already revoked and listed in the CRL when given
+    /// by serial, or if a file it would move aside to already exists.
     pub fn revoke(
         &self,
         target: &RevokeTarget,
         reason: Option<RevocationReason>,
-    ) -> anyhow::Result<(Serial, CrlInfo)> {
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+    ) -> anyhow::Result<Revocation> {
+        let _lock = self.lock()?;
         let serial = match target {
             RevokeTarget::Serial(serial) => serial.clone(),
             RevokeTarget::Name(name) => {
@@ -678,85 +799,120 @@ impl Ca {
                 Serial::from_bytes(cert.raw_serial())
             }
         };
+        let moves = match target {
+            RevokeTarget::Name(name) => self.aside_moves(name, &serial)?,
+            RevokeTarget::Serial(_) => Vec::new(),
+        };
         let mut index = Index::load(&self.dir)?;
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
-        let already_revoked = entry.status == Status::Revoked;
-        match target {
-            RevokeTarget::Serial(_) if already_revoked => {
-                bail!(
-                    "serial {serial} ({}) is already revoked; nothing to do (`wstunnel pki \
-                     gen-crl` writes a fresh CRL)",
-                    entry.subject
+
+        let (outcome, crl) = if entry.status == Status::Revoked {
+            let listed = self.crl_lists(&serial);
+            match target {
+                RevokeTarget::Serial(_) if listed => bail!(
+                    "serial {serial} ({}) is already revoked and listed in {}; nothing to do \
+                     (`wstunnel pki gen-crl` writes a fresh CRL)",
+                    entry.subject,
+                    layout::crl_path(&self.dir).display()
+                ),
+                // An earlier revoke stopped after index.txt: finish it.
+                _ if !listed => (RevokeOutcome::CrlCompleted, self.gen_crl_locked(30)?),
+                // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
+                _ => (RevokeOutcome::MovedAside, self.gen_crl_locked(30)?),
+            }
+        } else {
+            entry.revoke(now_seconds(), reason);
+            let crl = self.write_crl(&index, 30)?;
+            index.save(&self.dir)?;
+            (RevokeOutcome::Revoked, crl)
+        };
+        for (from, to) in moves {
+            rename_new(&from, &to).with_context(|| {
+                format!(
+                    "serial {serial} is revoked and in the CRL, but its files were not all moved \
+                     aside; run the same revoke again"
                 )
-            }
-            // Revoked earlier by --serial or by `openssl ca -revoke`: only free the NAME.
-            RevokeTarget::Name(_) if already_revoked => {
-                tracing::debug!(%serial, "already revoked; moving its files aside");
-            }
-            _ => {
-                entry.revoke(now_seconds(), reason);
-                index.save(&self.dir)?;
-            }
+            })?;
         }
-        if let RevokeTarget::Name(name) = target {
-            self.move_aside(name, &serial)?;
-        }
-        let crl = self.gen_crl_locked(30)?;
-        tracing::debug!(%serial, "revoked a certificate");
-        Ok((serial, crl))
+        tracing::debug!(%serial, ?outcome, "revoked a certificate");
+        Ok(Revocation {
+            serial,
+            outcome,
+            crl,
+        })
     }
 
-    fn move_aside(&self, name: &str, serial: &Serial) -> anyhow::Result<()> {
-        let aside = format!("{name}.revoked-{serial}");
-        let moves = [
-            (
-                layout::cert_path(&self.dir, name),
-                layout::cert_path(&self.dir, &aside),
-            ),
-            (
-                layout::key_path(&self.dir, name),
-                layout::key_path(&self.dir, &aside),
-            ),
-            (
-                layout::csr_path(&self.dir, name),
-                layout::csr_path(&self.dir, &aside),
-            ),
-            (
-                layout::p12_path(&self.dir, name),
-                layout::p12_path(&self.dir, &aside),
-            ),
+    /// The files of NAME that exist, each with the name it is moved aside to; refuses if any
+    /// of those already exists, so moving never replaces another certificate's files.
+    fn aside_moves(&self, name: &str, serial: &Serial) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+        let aside = layout::revoked_name(name, &serial.to_string());
+        // The certificate goes last: while it is in place, `revoke NAME` can finish a run
+        // killed between two moves.
+        let path_fns: [fn(&Path, &str) -> PathBuf; 4] = [
+            layout::key_path,
+            layout::csr_path,
+            layout::p12_path,
+            layout::cert_path,
         ];
-        for (from, to) in moves {
-            if from.exists() {
-                fs::rename(&from, &to).with_context(|| {
-                    format!("cannot move {} to {}", from.display(), to.display())
-                })?;
+        let mut moves = Vec::new();
+        for path_of in path_fns {
+            let (from, to) = (path_of(&self.dir, name), path_of(&self.dir, &aside));
+            if !from.exists() {
+                continue;
             }
+            if to.exists() || to.is_symlink() {
+                bail!(
+                    "cannot move {} aside: {} already exists and belongs to another certificate; \
+                     move that file elsewhere, then run the revoke again (nothing was changed)",
+                    from.display(),
+                    to.display()
+                );
+            }
+            moves.push((from, to));
         }
-        Ok(())
+        Ok(moves)
+    }
+
+    /// Whether the current CRL (`crl/ca.crl.pem`) lists `serial`; a missing or unreadable CRL
+    /// lists nothing.
+    fn crl_lists(&self, serial: &Serial) -> bool {
+        read_crl_der(&layout::crl_path(&self.dir))
+            .ok()
+            .and_then(|der| {
+                let (_, crl) =
+                    x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+                Some(
+                    crl.iter_revoked_certificates()
+                        .any(|r| &Serial::from_bytes(r.raw_serial()) == serial),
+                )
+            })
+            .unwrap_or(false)
     }
 
     /// Writes a v2 CRL (`crl_ext`: authorityKeyIdentifier keyid, then the CRL number from
     /// `crlnumber`, which is then incremented) listing every revoked serial of `index.txt`
-    /// with its time and reason, valid for `days`.
+    /// with its time and reason, valid for `days` (1 to 36500).
     ///
     /// # Errors
-    /// Fails if the database or counter is damaged or the directory is not writable.
+    /// Fails if `days` is out of range, the database or counter is damaged, or the directory
+    /// is not writable.
     pub fn gen_crl(&self, days: u32) -> anyhow::Result<CrlInfo> {
-        let _lock = DirLock::acquire(&layout::lock_path(&self.dir))?;
+        check_days(days, "--days")?;
+        let _lock = self.lock()?;
         self.gen_crl_locked(days)
     }
 
     fn gen_crl_locked(&self, days: u32) -> anyhow::Result<CrlInfo> {
-        let number_path = layout::crlnumber_path(&self.dir);
-        let number = if number_path.exists() {
-            database::read_counter(&number_path)?
-        } else {
-            Serial::from_bytes(&[0x10, 0x00])
-        };
         let index = Index::load(&self.dir)?;
+        self.write_crl(&index, days)
+    }
+
+    /// Writes the CRL of `index` (which may hold changes not yet saved), then `crlnumber`.
+    fn write_crl(&self, index: &Index, days: u32) -> anyhow::Result<CrlInfo> {
+        let number_path = layout::crlnumber_path(&self.dir);
+        let number = self.next_crl_number()?;
         let revoked: Vec<rcgen::RevokedCertParams> = index
             .entries
             .iter()
@@ -778,7 +934,7 @@ impl Ca {
             .unwrap_or_else(|| profile::key_id(self.key.public_key_raw()));
         let params = rcgen::CertificateRevocationListParams {
             this_update: now,
-            next_update: now + Duration::days(i64::from(days.max(1))),
+            next_update: add_days(now, days, "--days")?,
             crl_number: SerialNumber::from_slice(number.as_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked,
@@ -797,6 +953,69 @@ impl Ca {
             revoked: params.revoked_certs.len(),
         })
     }
+
+    /// The next CRL number: `crlnumber`'s, or when that file is missing one more than the
+    /// current CRL's (1000 when there is no CRL either), so CRL numbers always increase.
+    fn next_crl_number(&self) -> anyhow::Result<Serial> {
+        let number_path = layout::crlnumber_path(&self.dir);
+        if number_path.exists() {
+            return database::read_counter(&number_path);
+        }
+        let crl_path = layout::crl_path(&self.dir);
+        if !crl_path.exists() {
+            return Ok(Serial::from_bytes(&[0x10, 0x00]));
+        }
+        let der = read_crl_der(&crl_path)?;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is missing and {} does not parse ({e}), so the next CRL number is \
+                     unknown; write a number higher than any CRL issued so far into {}",
+                    number_path.display(),
+                    crl_path.display(),
+                    number_path.display()
+                )
+            })?;
+        let Some(current) = crl.crl_number() else {
+            bail!(
+                "{} is missing and {} has no CRL number; write a number higher than any CRL \
+                 issued so far into {}",
+                number_path.display(),
+                crl_path.display(),
+                number_path.display()
+            );
+        };
+        Ok(Serial::from_bytes(&current.to_bytes_be()).next())
+    }
+}
+
+/// What [`Ca::revoke`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Marked revoked in `index.txt` and listed in a new CRL.
+    Revoked,
+    /// Already marked revoked in `index.txt` but missing from the CRL (an earlier revoke
+    /// failed or was killed part-way): a new CRL now lists it.
+    CrlCompleted,
+    /// Already revoked and listed (by `--serial` or `openssl ca -revoke`): NAME's files were
+    /// moved aside and the CRL renewed.
+    MovedAside,
+}
+
+/// The result of [`Ca::revoke`].
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    pub serial: Serial,
+    pub outcome: RevokeOutcome,
+    pub crl: CrlInfo,
+}
+
+/// The DER of the first X509 CRL block of a PEM file.
+fn read_crl_der(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let block =
+        pem::parse(&text).with_context(|| format!("{} is not a PEM CRL", path.display()))?;
+    Ok(block.into_contents())
 }
 
 /// Refuses a path that is a file or a directory that already holds a CA.
@@ -866,6 +1085,7 @@ fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {
     if options.common_name.is_some() || subject.common_name().is_none() {
         subject.set(Field::CommonName, common_name);
     }
+    check_common_name(&subject)?;
     subject.to_rcgen()?;
     Ok(subject)
 }
@@ -877,8 +1097,37 @@ fn leaf_subject(name: &str, cn: Option<&str>, subject: Option<Subject>) -> anyho
     } else if subject.common_name().is_none() {
         subject.set(Field::CommonName, name);
     }
+    check_common_name(&subject)?;
     subject.to_rcgen()?;
     Ok(subject)
+}
+
+/// The longest commonName RFC 5280 allows (ub-common-name).
+const MAX_COMMON_NAME: usize = 64;
+
+/// Refuses an empty commonName (the walkthrough's policy requires one) and one longer than
+/// 64 characters (RFC 5280's upper bound, which OpenSSL enforces too).
+///
+/// # Errors
+/// Says which rule the CN breaks and how to fix it.
+fn check_common_name(subject: &Subject) -> anyhow::Result<()> {
+    let Some(cn) = subject.common_name() else {
+        return Ok(());
+    };
+    if cn.trim().is_empty() {
+        bail!(
+            "the commonName (CN) is empty, but the walkthrough's policy requires one; give a \
+             non-empty --cn (by default NAME)"
+        );
+    }
+    let length = cn.chars().count();
+    if length > MAX_COMMON_NAME {
+        bail!(
+            "the commonName (CN) is {length} characters long, more than the {MAX_COMMON_NAME} \
+             RFC 5280 allows; give a shorter --cn"
+        );
+    }
+    Ok(())
 }
 
 fn make_request(subject: &Subject, alt_names: &[AltName], key: &KeyPair) -> anyhow::Result<String> {
@@ -930,12 +1179,36 @@ pub fn now_seconds() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
-fn days_from_now(days: u32) -> Validity {
-    let now = now_seconds();
-    Validity {
-        not_before: now,
-        not_after: now + Duration::days(i64::from(days)),
+/// The longest validity `--days` accepts: 100 years.
+pub const MAX_DAYS: u32 = 36_500;
+
+/// Refuses a validity outside 1..=[`MAX_DAYS`] days, naming `option`.
+///
+/// # Errors
+/// Says the range, for 0 (a certificate or CRL that is already out of date) and for anything
+/// above 100 years.
+pub fn check_days(days: u32, option: &str) -> anyhow::Result<()> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        bail!("{option} {days} is out of range; give a number of days from 1 to {MAX_DAYS}");
     }
+    Ok(())
+}
+
+/// `start` plus `days` days, refusing a date X.509 cannot hold instead of overflowing.
+fn add_days(start: OffsetDateTime, days: u32, option: &str) -> anyhow::Result<OffsetDateTime> {
+    check_days(days, option)?;
+    start
+        .checked_add(Duration::days(i64::from(days)))
+        .filter(|end| end.year() <= 9999)
+        .with_context(|| format!("{option} {days} reaches past the year 9999; give fewer days"))
+}
+
+fn days_from_now(days: u32) -> anyhow::Result<Validity> {
+    let now = now_seconds();
+    Ok(Validity {
+        not_before: now,
+        not_after: add_days(now, days, "--days")?,
+    })
 }
 
 fn random_serial() -> anyhow::Result<[u8; 20]> {
@@ -945,4 +1218,23 @@ fn random_serial() -> anyhow::Result<[u8; 20]> {
     serial[0] &= 0x7f;
     serial[0] |= 0x01;
     Ok(serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counts_outside_the_range_are_errors_not_panics() {
+        let now = now_seconds();
+
+        assert!(add_days(now, 0, "--days").is_err());
+        assert!(add_days(now, MAX_DAYS + 1, "--days").is_err());
+        assert!(add_days(now, u32::MAX, "--days").is_err());
+        assert!(days_from_now(u32::MAX).is_err());
+        assert_eq!(
+            add_days(now, MAX_DAYS, "--days").unwrap() - now,
+            Duration::days(36_500)
+        );
+    }
 }

@@ -8,6 +8,11 @@ use super::database::RevocationReason;
 use super::keys::KeyType;
 use super::profile::Profile;
 
+/// Every `--days`: at least 1 (0 would be out of date at once), at most 100 years.
+fn days() -> clap::builder::RangedU64ValueParser<u32> {
+    clap::builder::RangedU64ValueParser::new().range(1..=u64::from(super::ca::MAX_DAYS))
+}
+
 /// `wstunnel pki`: the OpenSSL CA walkthrough as one command per step.
 #[derive(Args)]
 pub struct PkiArgs {
@@ -77,8 +82,8 @@ pub struct InitArgs {
     /// Key type of the CA. By default rsa4096, as in the walkthrough.
     #[arg(long, value_enum, default_value_t = KeyType::Rsa4096)]
     pub key_type: KeyType,
-    /// Validity of the CA certificate in days.
-    #[arg(long, default_value_t = 7300)]
+    /// Validity of the CA certificate in days, from 1 to 36500.
+    #[arg(long, default_value_t = 7300, value_parser = days())]
     pub days: u32,
     /// Encrypt the CA key (ENCRYPTED PRIVATE KEY) with the passphrase given by --passout.
     #[arg(long, requires = "passout")]
@@ -116,8 +121,8 @@ pub struct IssueOptions {
     /// Extra subjectAltName (DNS name, wildcard, IPv4 or IPv6); repeatable.
     #[arg(long = "san", value_name = "NAME")]
     pub sans: Vec<String>,
-    /// Validity in days.
-    #[arg(long, default_value_t = 375)]
+    /// Validity in days, from 1 to 36500.
+    #[arg(long, default_value_t = 375, value_parser = days())]
     pub days: u32,
     /// Key type.
     #[arg(long, value_enum, default_value_t = KeyType::Rsa2048)]
@@ -141,8 +146,8 @@ pub struct SignCsrArgs {
     /// Extra subjectAltName; repeatable.
     #[arg(long = "san", value_name = "NAME")]
     pub sans: Vec<String>,
-    /// Validity in days.
-    #[arg(long, default_value_t = 375)]
+    /// Validity in days, from 1 to 36500.
+    #[arg(long, default_value_t = 375, value_parser = days())]
     pub days: u32,
 }
 
@@ -161,8 +166,8 @@ pub struct RevokeArgs {
 
 #[derive(Args)]
 pub struct GenCrlArgs {
-    /// Days until the CRL's nextUpdate.
-    #[arg(long, default_value_t = 30)]
+    /// Days until the CRL's nextUpdate, from 1 to 36500.
+    #[arg(long, default_value_t = 30, value_parser = days())]
     pub days: u32,
 }
 

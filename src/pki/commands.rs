@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 
 use super::cli::{PkiArgs, PkiCommand};
 use super::{
-    AltName, Ca, InitOptions, IssueRequest, Issued, Passphrase, Profile, RevokeTarget, Serial,
-    Subject, inspect, layout, p12, verify,
+    AltName, Ca, InitOptions, IssueRequest, Issued, Passphrase, Profile, Revocation, RevokeOutcome,
+    RevokeTarget, Serial, Subject, inspect, layout, p12, verify,
 };
 
 pub fn run(args: PkiArgs) -> anyhow::Result<()> {
@@ -80,8 +80,21 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
                 (None, None) => bail!("give the NAME to revoke or --serial HEX"),
             };
             let ca = Ca::open(&dir, passin)?;
-            let (serial, crl) = ca.revoke(&target, revoke.reason)?;
-            println!("revoked serial {serial}");
+            let Revocation {
+                serial,
+                outcome,
+                crl,
+            } = ca.revoke(&target, revoke.reason)?;
+            match outcome {
+                RevokeOutcome::Revoked => println!("revoked serial {serial}"),
+                RevokeOutcome::CrlCompleted => println!(
+                    "serial {serial} was already revoked in index.txt but missing from the CRL \
+                     (an earlier revoke did not finish); regenerated the CRL"
+                ),
+                RevokeOutcome::MovedAside => {
+                    println!("serial {serial} was already revoked; moved its files aside")
+                }
+            }
             println!(
                 "wrote {} (CRL number {}, {} revoked)",
                 crl.path.display(),
@@ -157,7 +170,7 @@ fn issue_request(
     profile: Profile,
     options: super::cli::IssueOptions,
 ) -> anyhow::Result<IssueRequest> {
-    layout::validate_name(&name)?;
+    layout::validate_new_name(&name)?;
     let mut request = IssueRequest::new(name, profile);
     request.cn = options.cn;
     request.subject = options.subject.as_deref().map(Subject::parse).transpose()?;

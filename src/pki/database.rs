@@ -44,6 +44,11 @@ impl Serial {
         Ok(Serial::from_bytes(&bytes))
     }
 
+    /// Whether this is 0 (not a valid certificate serial).
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|b| *b == 0)
+    }
+
     /// The big-endian magnitude.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -3,7 +3,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Context;
 
@@ -36,7 +37,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Res
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(mode.bits()))
         .tempfile_in(parent)
         .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
@@ -58,7 +59,7 @@ pub fn write_new(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Result
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(mode.bits()))
         .tempfile_in(parent)
         .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
@@ -100,5 +101,110 @@ impl DirLock {
         file.lock()
             .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(DirLock { _file: file })
+    }
+}
+
+/// Prefix of the temporary files of [`write_atomic`] and [`write_new`]; files with it are
+/// never a certificate, key or request of their own.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Whether `path` is a temporary file of an atomic write (possibly left by a killed run).
+pub fn is_temp_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+}
+
+/// Removes temporary files left by killed runs from `dirs` (not recursively): only files
+/// named `.tmp-*` last modified before `before`, the moment the caller took the directory
+/// lock, since every writer of these directories writes under that lock. Returns how many
+/// were removed; a file that cannot be removed is left and logged.
+pub fn remove_stale_temp_files(dirs: &[PathBuf], before: SystemTime) -> usize {
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let stale = is_temp_file(&path)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified < before);
+            if !stale {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::debug!(path = %path.display(), "removed a stale temporary file");
+                    removed += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a stale temporary file")
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// Renames `from` to `to` without ever replacing `to` (a hard link, then removing `from`).
+///
+/// # Errors
+/// Fails naming both files if `to` exists or the directory is not writable; `from` is then
+/// where it was.
+pub fn rename_new(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::hard_link(from, to)
+        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    if let Err(error) = fs::remove_file(from) {
+        // Keep the state as it was: one name, the old one.
+        let _ = fs::remove_file(to);
+        return Err(error)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()));
+    }
+    Ok(())
+}
+
+/// PEM text with `\n` line endings, like every file OpenSSL writes.
+pub fn pem_text(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Files written by one command, removed again when it is dropped before [`Rollback::keep`],
+/// so a command that fails part-way leaves the directory as it found it. It only ever holds
+/// files the command created itself.
+#[derive(Default)]
+pub struct Rollback {
+    created: Vec<PathBuf>,
+    kept: bool,
+}
+
+impl Rollback {
+    /// Records a file this command created.
+    pub fn created(&mut self, path: PathBuf) {
+        self.created.push(path);
+    }
+
+    /// The command succeeded: keep every file.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for path in self.created.iter().rev() {
+            if let Err(error) = fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove a file of a failed run");
+            }
+        }
     }
 }

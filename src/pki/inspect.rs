@@ -30,12 +30,15 @@ struct ListRow {
 /// # Errors
 /// Fails if `index.txt` is missing or damaged.
 pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
-    let index = Index::load(dir).with_context(|| {
-        format!(
-            "{} is not a CA directory; create one with `wstunnel pki init`",
-            dir.display()
-        )
-    })?;
+    if !layout::index_path(dir).exists() {
+        bail!(
+            "{} is not a CA directory ({} is missing); create one with `wstunnel pki init`",
+            dir.display(),
+            layout::index_path(dir).display()
+        );
+    }
+    // A damaged index.txt is named with its line by Index::load.
+    let index = Index::load(dir)?;
     let files = certificate_files(dir);
     let now = OffsetDateTime::now_utc();
     let rows: Vec<ListRow> = index
@@ -98,6 +101,10 @@ fn certificate_files(dir: &Path) -> HashMap<Serial, PathBuf> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        // Half-written leftovers of killed runs are nobody's certificate file.
+        if super::fsutil::is_temp_file(&path) {
+            continue;
+        }
         let Ok(der) = super::ca::read_certificate_pem(&path) else {
             continue;
         };

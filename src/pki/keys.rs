@@ -207,10 +207,7 @@ fn sec1_to_pkcs8(der: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// Fails only if the crypto library fails.
 pub fn key_to_pem(pkcs8_der: &[u8], passphrase: Option<&Passphrase>) -> anyhow::Result<String> {
     let Some(passphrase) = passphrase else {
-        return Ok(pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            pkcs8_der.to_vec(),
-        )));
+        return Ok(super::fsutil::pem_text("PRIVATE KEY", pkcs8_der));
     };
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
@@ -224,10 +221,10 @@ pub fn key_to_pem(pkcs8_der: &[u8], passphrase: Option<&Passphrase>) -> anyhow::
     let encrypted = info
         .encrypt_with_params(params, passphrase.as_str())
         .map_err(|e| anyhow::anyhow!("cannot encrypt the key: {e}"))?;
-    Ok(pem::encode(&pem::Pem::new(
+    Ok(super::fsutil::pem_text(
         "ENCRYPTED PRIVATE KEY",
-        encrypted.as_bytes().to_vec(),
-    )))
+        encrypted.as_bytes(),
+    ))
 }
 
 /// The key type of a key pair, when it is one we generate.

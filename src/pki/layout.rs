@@ -86,7 +86,8 @@ pub fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// Checks that NAME is a safe file stem: letters, digits, `.`, `_`, `-`, not starting with
-/// `.`, at most 64 characters, and not `ca` (reserved for the CA's own files).
+/// `.`, at most 64 characters, and none whose files would be the CA's own (`ca`, `ca.key`,
+/// `ca-chain`).
 ///
 /// # Errors
 /// Names anything else, so that no file can be written outside the directory.
@@ -109,10 +110,71 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
              and '-'"
         );
     }
-    if name == "ca" {
-        bail!("the certificate NAME \"ca\" is reserved for the CA's own files; pick another");
+    if let Some(ca_file) = ca_file_of(name) {
+        bail!(
+            "the certificate NAME {name:?} is reserved: its files would be the CA's own {ca_file}; \
+             pick another NAME"
+        );
     }
     Ok(())
+}
+
+/// Checks a NAME about to be issued: [`validate_name`], and not containing `.revoked-`, the
+/// marker of the names that `pki revoke` moves files aside to (so a new certificate can
+/// never take, or be overwritten by, a revoked one's files).
+///
+/// # Errors
+/// Names the rule that NAME breaks.
+pub fn validate_new_name(name: &str) -> anyhow::Result<()> {
+    validate_name(name)?;
+    if name.contains(REVOKED_MARKER) {
+        bail!(
+            "the certificate NAME {name:?} contains {REVOKED_MARKER:?}, which `pki revoke` uses \
+             for the files it moves aside; pick a NAME without it"
+        );
+    }
+    Ok(())
+}
+
+/// What `pki revoke NAME` inserts between NAME and the serial when it moves files aside.
+pub const REVOKED_MARKER: &str = ".revoked-";
+
+/// The name `pki revoke NAME` moves NAME's files aside to: `NAME.revoked-SERIAL`.
+pub fn revoked_name(name: &str, serial_hex: &str) -> String {
+    format!("{name}{REVOKED_MARKER}{serial_hex}")
+}
+
+/// The CA file (certificate, key, chain or CRL) that one of NAME's files would be, if any.
+fn ca_file_of(name: &str) -> Option<String> {
+    let dir = Path::new("");
+    let ca_files = [
+        ca_cert_path(dir),
+        ca_key_path(dir),
+        ca_chain_path(dir),
+        crl_path(dir),
+    ];
+    let own_files = [
+        cert_path(dir, name),
+        key_path(dir, name),
+        csr_path(dir, name),
+        p12_path(dir, name),
+    ];
+    ca_files
+        .into_iter()
+        .find(|ca_file| own_files.contains(ca_file))
+        .map(|ca_file| ca_file.display().to_string())
+}
+
+/// Whether `path` is one of the CA's own files in `dir` (certificate, key, chain, CRL).
+pub fn is_ca_file(dir: &Path, path: &Path) -> bool {
+    [
+        ca_cert_path(dir),
+        ca_key_path(dir),
+        ca_chain_path(dir),
+        crl_path(dir),
+    ]
+    .iter()
+    .any(|ca_file| ca_file == path)
 }
 
 #[cfg(test)]
@@ -124,6 +186,12 @@ mod tests {
         for bad in ["../x", "a/b", ".hidden", "", "a b", "x\0", "ca", "é"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
+        for ca_file in ["ca", "ca.key", "ca-chain"] {
+            let error = validate_name(ca_file).unwrap_err().to_string();
+            assert!(error.contains("reserved"), "{ca_file}: {error}");
+        }
+        assert!(validate_new_name("col.revoked-100B").is_err());
+        validate_name("col.revoked-100B").unwrap();
         for good in ["wstunnel-server", "client_1", "a.b-c", "X9"] {
             validate_name(good).unwrap();
         }

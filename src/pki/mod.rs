@@ -22,7 +22,10 @@ pub mod subject;
 pub mod verify;
 
 #[allow(unused_imports)]
-pub use ca::{Ca, CrlInfo, InitOptions, IssueRequest, Issued, RevokeTarget, Validity};
+pub use ca::{
+    Ca, CrlInfo, InitOptions, IssueRequest, Issued, Revocation, RevokeOutcome, RevokeTarget,
+    Validity,
+};
 #[allow(unused_imports)]
 pub use database::{RevocationReason, Serial};
 #[allow(unused_imports)]

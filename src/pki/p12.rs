@@ -71,6 +71,8 @@ pub fn export(
         .write()
         .map_err(|e| anyhow::anyhow!("cannot write the PKCS#12 bundle: {e}"))?;
     let out = out.unwrap_or_else(|| layout::p12_path(dir, name));
+    // Other commands remove temporary files in DIR under this lock, so write under it too.
+    let _lock = super::fsutil::DirLock::acquire(&layout::lock_path(dir))?;
     write_atomic(&out, &bundle, FileMode::Private)?;
     tracing::debug!(path = %out.display(), "exported a PKCS#12 bundle");
     Ok(out)

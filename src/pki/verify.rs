@@ -59,7 +59,13 @@ pub fn verify(
         .as_deref()
         .map(webpki::BorrowedCertRevocationList::from_der)
         .transpose()
-        .map_err(|e| anyhow::anyhow!("{} is not a valid CRL: {e:?}", crl_path.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid CRL ({}); run `wstunnel pki gen-crl` to write a new one",
+                crl_path.display(),
+                error_kind(&e)
+            )
+        })?
         .map(webpki::CertRevocationList::from);
     let crls: Vec<&webpki::CertRevocationList<'_>> = crl.iter().collect();
     let revocation = if crls.is_empty() {
@@ -76,11 +82,20 @@ pub fn verify(
     };
 
     let ca_cert = CertificateDer::from(ca_der.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&ca_cert)
-        .map_err(|e| anyhow::anyhow!("{} cannot be a trust anchor: {e:?}", ca_path.display()))?;
+    let anchor = webpki::anchor_from_trusted_cert(&ca_cert).map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be a trust anchor ({}); check it with `wstunnel pki inspect`",
+            ca_path.display(),
+            error_kind(&e)
+        )
+    })?;
     let leaf_cert = CertificateDer::from(leaf_der.as_slice());
     let end_entity = EndEntityCert::try_from(&leaf_cert).map_err(|e| {
-        anyhow::anyhow!("{} is not a usable certificate: {e:?}", cert_path.display())
+        anyhow::anyhow!(
+            "{} is not a certificate rustls can use ({}); check it with `wstunnel pki inspect`",
+            cert_path.display(),
+            error_kind(&e)
+        )
     })?;
     let usage = match purpose {
         Profile::Server => KeyUsage::server_auth(),
@@ -102,7 +117,21 @@ pub fn verify(
             None,
         )
         .map_err(rejection)?;
+    let has_alt_names = leaf.subject_alternative_name().ok().flatten().is_some();
+    if purpose == Profile::Server && !has_alt_names {
+        bail!(
+            "{} has no subjectAltName, so rustls, curl and browsers refuse it whatever the host \
+             (they ignore the CN); issue a server certificate with `wstunnel pki issue-server \
+             NAME` (it adds localhost, 127.0.0.1, ::1 and every --san) and use that",
+            cert_path.display()
+        );
+    }
     if let Some(host) = host {
+        // Accept the bracketed form of an IPv6 address, as in URLs: [::1].
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         let name = ServerName::try_from(host)
             .map_err(|_| anyhow::anyhow!("--host {host:?} is not a DNS name or IP address"))?;
         end_entity
@@ -148,7 +177,13 @@ fn explain(
         .and_then(|n| n.strip_suffix(".cert.pem"))
         .unwrap_or("NAME");
     match error {
-        Error::UnknownIssuer | Error::InvalidSignatureForPublicKey => format!(
+        // A foreign CA with the same name but another key type fails on the signature
+        // algorithm rather than on the issuer name: it is the same mistake.
+        Error::UnknownIssuer
+        | Error::InvalidSignatureForPublicKey
+        | Error::UnsupportedSignatureAlgorithmContext(_)
+        | Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
+        | Error::IssuerNotCrlSigner => format!(
             "{cert} was not issued by the CA {ca}; use a certificate issued from this directory \
              or pass --dir of the CA that issued it"
         ),
@@ -196,6 +231,19 @@ fn explain(
             "{cert} is a CA certificate and cannot be used as a server or client certificate; \
              issue one with `wstunnel pki issue-server` or `issue-client`"
         ),
-        other => format!("{cert} is rejected ({other:?}); compare it with `wstunnel pki inspect`"),
+        other => format!(
+            "{cert} is rejected by the checks rustls makes ({}); compare it with `wstunnel pki \
+             inspect` and issue it again from this CA",
+            error_kind(other)
+        ),
     }
+}
+
+/// The name of a webpki error without its details (which can hold raw OIDs and bytes).
+fn error_kind(error: &webpki::Error) -> String {
+    let debug = format!("{error:?}");
+    let end = debug
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(debug.len());
+    debug[..end].to_owned()
 }

@@ -320,3 +320,45 @@ pub fn counter(dir: &Path, name: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// Makes a directory immutable (`chattr +i`: not even root can add, remove or rename entries
+/// in it) until dropped. Needs root and a file system with attributes (ext4, xfs, btrfs);
+/// the test fails, rather than passing vacuously, where that is not available.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    pub fn new(dir: &Path) -> Immutable {
+        let status = Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .expect("run chattr");
+        assert!(status.success(), "chattr +i {} failed", dir.display());
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// `openssl verify -crl_check` of `cert` (relative to `dir`) against the directory's CA and
+/// CRL for `purpose` (`sslserver`, `sslclient`).
+pub fn openssl_verify_crl(dir: &Path, purpose: &str, cert: &str) -> Run {
+    openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca.cert.pem",
+            "-CRLfile",
+            "crl/ca.crl.pem",
+            "-crl_check",
+            "-purpose",
+            purpose,
+            cert,
+        ],
+    )
+}

@@ -1,0 +1,160 @@
+//! A command that fails part-way (a directory it cannot write) or was killed leaves either the
+//! directory as it was or a state that running the same command again completes; it never
+//! overwrites another certificate's files, and leftovers of killed runs are cleaned up.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_revoke_that_cannot_write_the_crl_changes_nothing_and_succeeds_when_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "k1"]);
+    let before = snapshot(&dir);
+
+    let refused = {
+        let _crl_dir = Immutable::new(&dir.join("crl"));
+        pki_err(&dir, &["revoke", "k1"])
+    };
+    let unchanged = snapshot(&dir) == before;
+    let retried = pki_ok(&dir, &["revoke", "k1"]);
+
+    assert!(refused.contains("crl"), "{refused}");
+    assert!(unchanged, "the failed revoke changed the directory");
+    assert!(
+        retried.stdout.contains("revoked serial 1000"),
+        "{}",
+        retried.stdout
+    );
+    assert!(index_lines(&dir)[0].starts_with("R\t"));
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/k1.revoked-1000.cert.pem");
+    let said = format!("{}{}", openssl.stdout, openssl.stderr);
+    assert!(
+        !openssl.success && said.contains("certificate revoked"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_revocation_recorded_without_its_crl_is_completed_by_revoking_again() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "k1"]);
+    // What a revoke killed after index.txt and before the CRL leaves (and what
+    // `openssl ca -revoke` without -gencrl leaves): index.txt says R, the CRL lists nothing.
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/k1.cert.pem",
+        ],
+    );
+    assert!(openssl_verify_crl(&dir, "sslclient", "certs/k1.cert.pem").success);
+
+    let completed = pki_ok(&dir, &["revoke", "--serial", "1000"]);
+    let again = pki_err(&dir, &["revoke", "--serial", "1000"]);
+
+    assert!(
+        completed.stdout.contains("already revoked")
+            && completed.stdout.contains("regenerated the CRL"),
+        "{}",
+        completed.stdout
+    );
+    assert!(
+        completed.stdout.contains("1 revoked"),
+        "{}",
+        completed.stdout
+    );
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/k1.cert.pem");
+    let said = format!("{}{}", openssl.stdout, openssl.stderr);
+    assert!(
+        !openssl.success && said.contains("certificate revoked"),
+        "{said}"
+    );
+    let cert = dir.join("certs/k1.cert.pem");
+    let ours = pki_err(&dir, &["verify", cert.to_str().unwrap()]);
+    assert!(ours.contains("is revoked"), "{ours}");
+    assert!(again.contains("already revoked and listed"), "{again}");
+}
+
+#[test]
+fn revoke_never_overwrites_a_file_it_would_move_aside_to() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "col"]);
+    // Another certificate's key where `revoke col` would move col's key (serial 1000).
+    std::fs::write(dir.join("private/col.revoked-1000.pem"), "another key\n").unwrap();
+    let before = snapshot(&dir);
+
+    let refused = pki_err(&dir, &["revoke", "col"]);
+
+    assert!(
+        refused.contains("private/col.revoked-1000.pem already exists")
+            && refused.contains("nothing was changed"),
+        "{refused}"
+    );
+    assert!(
+        snapshot(&dir) == before,
+        "the refused revoke changed the directory"
+    );
+    assert!(index_lines(&dir)[0].starts_with("V\t"));
+}
+
+#[test]
+fn an_issue_that_cannot_write_one_directory_changes_nothing_and_can_be_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    for blocked in [".", "private", "csr", "newcerts", "certs"] {
+        let before = snapshot(&dir);
+
+        let refused = {
+            let _guard = Immutable::new(&dir.join(blocked));
+            pki_err(&dir, &["issue-client", "imm1"])
+        };
+
+        assert!(!refused.is_empty(), "{blocked}");
+        assert!(
+            snapshot(&dir) == before,
+            "an issue failing on {blocked}/ changed the directory: {refused}"
+        );
+    }
+    let retried = pki_ok(&dir, &["issue-client", "imm1"]);
+    assert!(retried.stdout.contains("serial 1000"), "{}", retried.stdout);
+    assert_eq!(counter(&dir, "serial"), "1001");
+    assert_eq!(index_lines(&dir).len(), 1);
+}
+
+#[test]
+fn temporary_files_left_by_a_killed_run_are_never_listed_and_are_removed_by_the_next_command() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "alice"]);
+    pki_ok(&dir, &["issue-client", "bob"]);
+    // A run killed while renaming bob's certificate into place, and one killed while
+    // writing a key.
+    std::fs::rename(
+        dir.join("certs/bob.cert.pem"),
+        dir.join("certs/.tmp-killed"),
+    )
+    .unwrap();
+    std::fs::copy(dir.join("private/alice.pem"), dir.join("private/.tmp-key")).unwrap();
+    std::fs::write(dir.join(".tmp-index"), "partial").unwrap();
+
+    let listed = pki_ok(&dir, &["list"]);
+    pki_ok(&dir, &["issue-client", "carol"]);
+
+    assert!(!listed.stdout.contains(".tmp-"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("newcerts/1001.pem"),
+        "{}",
+        listed.stdout
+    );
+    for leftover in ["certs/.tmp-killed", "private/.tmp-key", ".tmp-index"] {
+        assert!(!dir.join(leftover).exists(), "{leftover} was left");
+    }
+}
