@@ -15,9 +15,14 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
+/// Name of the server certificate that the environment's server uses. dev-env issues its own
+/// rather than reuse `wstunnel-server`, which in a directory made by the OpenSSL walkthrough
+/// has no subjectAltName and cannot be verified.
+const SERVER_NAME: &str = "dev-server";
 /// Name of the client certificate that the environment's tunnel client uses.
 const CLIENT_NAME: &str = "dev-client";
-/// Name of the client certificate that `--self-test` revokes.
+/// Stem of the client certificates that `--self-test` revokes (one per run, suffixed with the
+/// time, so that a run that failed half-way never blocks the next).
 const REVOKED_NAME: &str = "dev-revoked";
 /// How long a child gets to start listening, or a check to see its answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -48,6 +53,10 @@ pub struct DevEnvArgs {
     /// Port of the tunnel server on 127.0.0.1. By default a free port.
     #[arg(long, value_name = "PORT")]
     server_port: Option<u16>,
+
+    /// Passphrase of an encrypted CA key, in OpenSSL's forms: pass:TEXT, env:VAR, file:PATH.
+    #[arg(long, value_name = "SOURCE")]
+    passin: Option<String>,
 }
 
 /// Runs `wstunnel dev-env` until Ctrl-C, or, with `--self-test`, until the checks are done.
@@ -105,11 +114,30 @@ async fn termination() -> &'static str {
 
 async fn run_environment(exe: &Path, dir: &Path, args: &DevEnvArgs) -> anyhow::Result<()> {
     let exe = exe.to_path_buf();
-    let ca = prepare_ca(&exe, dir).await?;
+    if let Some(stdio) = args
+        .local_to_remote
+        .iter()
+        .find(|tunnel| tunnel.starts_with("stdio:"))
+    {
+        bail!(
+            "-L {stdio}: a stdio tunnel would end the environment's client with its input; \
+             run `wstunnel client … -L {stdio}` yourself next to dev-env instead"
+        );
+    }
+    let pki = Pki {
+        exe: &exe,
+        passin: args.passin.as_deref(),
+    };
+    let ca = prepare_ca(&pki, dir).await?;
 
     let echo_port = start_echo_service().await?;
     let server_port = match args.server_port {
-        Some(port) => port,
+        Some(port) => {
+            // Otherwise whatever already listens there would be tested in our server's place.
+            StdTcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                .with_context(|| format!("--server-port {port}: 127.0.0.1:{port} is in use"))?;
+            port
+        }
         None => free_tcp_port()?,
     };
     let server_url = format!("wss://127.0.0.1:{server_port}");
@@ -146,7 +174,7 @@ async fn run_environment(exe: &Path, dir: &Path, args: &DevEnvArgs) -> anyhow::R
 
     let outcome = if args.self_test {
         let checks = SelfTest {
-            exe: &exe,
+            pki: &pki,
             ca: &ca,
             server_url: &server_url,
             echo_port,
@@ -196,56 +224,55 @@ fn default_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Creates the CA, the server certificate and the client certificate, each only if missing.
-async fn prepare_ca(exe: &Path, dir: &Path) -> anyhow::Result<CaPaths> {
+async fn prepare_ca(pki: &Pki<'_>, dir: &Path) -> anyhow::Result<CaPaths> {
     let ca = CaPaths {
         dir: dir.to_path_buf(),
     };
+    let dir_arg = dir.display().to_string();
     if ca.ca_cert().exists() {
         eprintln!("reusing the CA in {}", dir.display());
     } else {
-        run_pki(exe, &["init".into(), dir.display().to_string()]).await?;
+        pki.run(&["init", &dir_arg]).await?;
         eprintln!("created a CA in {}", dir.display());
     }
-    let dir_arg = dir.display().to_string();
-    if !ca.cert("wstunnel-server").exists() {
-        run_pki(
-            exe,
-            &["issue-server".into(), "--dir".into(), dir_arg.clone()],
-        )
-        .await?;
+    if !ca.cert(SERVER_NAME).exists() {
+        pki.run(&["issue-server", SERVER_NAME, "--dir", &dir_arg])
+            .await?;
     }
     if !ca.cert(CLIENT_NAME).exists() {
-        run_pki(
-            exe,
-            &[
-                "issue-client".into(),
-                CLIENT_NAME.into(),
-                "--dir".into(),
-                dir_arg,
-            ],
-        )
-        .await?;
+        pki.run(&["issue-client", CLIENT_NAME, "--dir", &dir_arg])
+            .await?;
     }
     Ok(ca)
 }
 
-/// Runs `wstunnel pki ARGS…` and fails with its error output if it fails.
-async fn run_pki(exe: &Path, args: &[String]) -> anyhow::Result<()> {
-    let output = Command::new(exe)
-        .arg("pki")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {} pki", exe.display()))?;
-    if !output.status.success() {
-        bail!(
-            "`wstunnel pki {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+/// Runs `wstunnel pki …` commands, unlocking an encrypted CA key with `passin`.
+struct Pki<'a> {
+    exe: &'a Path,
+    passin: Option<&'a str>,
+}
+
+impl Pki<'_> {
+    /// Runs `wstunnel pki ARGS…` and fails with its error output if it fails.
+    async fn run(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut command = Command::new(self.exe);
+        command.arg("pki").args(args).stdin(Stdio::null());
+        if let Some(passin) = self.passin {
+            command.args(["--passin", passin]);
+        }
+        let output = command
+            .output()
+            .await
+            .with_context(|| format!("cannot run {} pki", self.exe.display()))?;
+        if !output.status.success() {
+            bail!(
+                "`wstunnel pki {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn server_command(ca: &CaPaths, server_url: &str) -> Vec<String> {
@@ -253,6 +280,8 @@ fn server_command(ca: &CaPaths, server_url: &str) -> Vec<String> {
         "server".into(),
         "--pki".into(),
         ca.dir.display().to_string(),
+        "--pki-server".into(),
+        SERVER_NAME.into(),
         server_url.into(),
     ]
 }
@@ -385,7 +414,7 @@ fn print_summary(exe: &Path, ca: &CaPaths, server_url: &str, echo_port: u16, tun
         client_key.display()
     );
     println!("The same server and client without dev-env:");
-    println!("  {exe} server --pki {dir} {server_url}");
+    println!("  {exe} server --pki {dir} --pki-server {SERVER_NAME} {server_url}");
     let mut client_line = format!("  {exe} client --pki {dir} --pki-client {CLIENT_NAME}");
     for tunnel in tunnels {
         client_line.push_str(&format!(" -L {tunnel}"));
@@ -411,7 +440,7 @@ enum Attempt {
 
 /// The checks of `--self-test`, run against the environment that was just started.
 struct SelfTest<'a> {
-    exe: &'a Path,
+    pki: &'a Pki<'a>,
     ca: &'a CaPaths,
     server_url: &'a str,
     echo_port: u16,
@@ -483,7 +512,7 @@ impl SelfTest<'_> {
             "--tls-ca-certs".into(),
             self.ca.ca_cert().display().to_string(),
         ];
-        self.expect_refused(args).await
+        self.expect_refused(args, &["no client certificate"]).await
     }
 
     async fn check_foreign_ca(&self) -> anyhow::Result<String> {
@@ -494,30 +523,23 @@ impl SelfTest<'_> {
             .context("cannot create a temporary directory for the foreign CA")?;
         let foreign_dir = foreign.path().join("ca");
         let foreign_arg = foreign_dir.display().to_string();
-        run_pki(
-            self.exe,
-            &[
-                "init".into(),
-                foreign_arg.clone(),
-                "--key-type".into(),
-                "ecdsa-p256".into(),
-                "--cn".into(),
-                "Foreign CA".into(),
-            ],
-        )
-        .await?;
-        run_pki(
-            self.exe,
-            &[
-                "issue-client".into(),
-                CLIENT_NAME.into(),
-                "--dir".into(),
-                foreign_arg,
-                "--key-type".into(),
-                "ecdsa-p256".into(),
-            ],
-        )
-        .await?;
+        let foreign_pki = Pki {
+            exe: self.pki.exe,
+            passin: None,
+        };
+        let fast_key = ["--key-type", "ecdsa-p256"];
+        foreign_pki
+            .run(&[&["init", &foreign_arg, "--cn", "Foreign CA"][..], &fast_key].concat())
+            .await?;
+        foreign_pki
+            .run(
+                &[
+                    &["issue-client", CLIENT_NAME, "--dir", &foreign_arg][..],
+                    &fast_key,
+                ]
+                .concat(),
+            )
+            .await?;
         let foreign_ca = CaPaths { dir: foreign_dir };
         let args = vec![
             "client".into(),
@@ -528,33 +550,28 @@ impl SelfTest<'_> {
             "--tls-ca-certs".into(),
             self.ca.ca_cert().display().to_string(),
         ];
-        self.expect_refused(args).await
+        self.expect_refused(args, &["unknown issuer"]).await
     }
 
     /// Issues a client, shows it is accepted, revokes it, and expects a refusal without
     /// restarting the server.
     async fn check_revoked(&self) -> anyhow::Result<String> {
         let dir_arg = self.ca.dir.display().to_string();
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let name = format!("{REVOKED_NAME}-{stamp}");
         // `pki revoke` renames the revoked files aside (so NAME can be reissued): keep copies
         // of the certificate and key, outside DIR, to present after revocation.
         let copies = tempfile::Builder::new()
             .prefix("wstunnel-revoked-")
             .tempdir()
             .context("cannot create a temporary directory for the revoked client")?;
-        run_pki(
-            self.exe,
-            &[
-                "issue-client".into(),
-                REVOKED_NAME.into(),
-                "--dir".into(),
-                dir_arg.clone(),
-            ],
-        )
-        .await?;
+        self.pki
+            .run(&["issue-client", &name, "--dir", &dir_arg])
+            .await?;
         let cert = copies.path().join("revoked.cert.pem");
         let key = copies.path().join("revoked.key.pem");
-        std::fs::copy(self.ca.cert(REVOKED_NAME), &cert).context("cannot copy the certificate")?;
-        std::fs::copy(self.ca.key(REVOKED_NAME), &key).context("cannot copy the key")?;
+        std::fs::copy(self.ca.cert(&name), &cert).context("cannot copy the certificate")?;
+        std::fs::copy(self.ca.key(&name), &key).context("cannot copy the key")?;
         let client_args = vec![
             "client".to_string(),
             "--tls-certificate".into(),
@@ -565,19 +582,12 @@ impl SelfTest<'_> {
             self.ca.ca_cert().display().to_string(),
             self.server_url.into(),
         ];
-        if let Attempt::Refused(reason) = self.attempt(client_args.clone()).await? {
+        let before = self.attempt(client_args.clone()).await;
+        // Revoke even when the check failed, so the certificate never stays valid in DIR.
+        self.pki.run(&["revoke", &name, "--dir", &dir_arg]).await?;
+        if let Attempt::Refused(reason) = before? {
             bail!("the client was refused before it was revoked: {reason}");
         }
-        run_pki(
-            self.exe,
-            &[
-                "revoke".into(),
-                REVOKED_NAME.into(),
-                "--dir".into(),
-                dir_arg,
-            ],
-        )
-        .await?;
 
         let started = tokio::time::Instant::now();
         loop {
@@ -585,7 +595,9 @@ impl SelfTest<'_> {
             match self.attempt(client_args.clone()).await? {
                 Attempt::Refused(client_error) => {
                     let waited = started.elapsed().as_millis();
-                    let reason = self.refusal_reason(mark, &client_error).await?;
+                    let reason = self
+                        .refusal_reason(mark, &client_error, &["revoked"])
+                        .await?;
                     return Ok(format!("refused {waited} ms after revocation; {reason}"));
                 }
                 Attempt::Accepted if started.elapsed() > REVOCATION_DEADLINE => {
@@ -596,14 +608,19 @@ impl SelfTest<'_> {
         }
     }
 
-    async fn expect_refused(&self, mut args: Vec<String>) -> anyhow::Result<String> {
+    /// Expects the server to refuse the client for a reason that mentions one of `reasons`.
+    async fn expect_refused(
+        &self,
+        mut args: Vec<String>,
+        reasons: &[&str],
+    ) -> anyhow::Result<String> {
         args.push(self.server_url.into());
         let mark = self.log_mark();
         match self.attempt(args).await? {
             Attempt::Accepted => bail!("the server accepted it"),
             Attempt::Refused(client_error) => Ok(format!(
                 "refused; {}",
-                self.refusal_reason(mark, &client_error).await?
+                self.refusal_reason(mark, &client_error, reasons).await?
             )),
         }
     }
@@ -614,9 +631,14 @@ impl SelfTest<'_> {
     }
 
     /// The reason in the first WARN line the server logged after `mark`, without the
-    /// timestamp and module. A refusal the server did not log is a failure: the client may
-    /// have failed for a reason of its own, which proves nothing about the server.
-    async fn refusal_reason(&self, mark: usize, client_error: &str) -> anyhow::Result<String> {
+    /// timestamp and module. It must mention one of `expected`: a refusal for another reason
+    /// (the client refusing the server, say) proves nothing about the server's checks.
+    async fn refusal_reason(
+        &self,
+        mark: usize,
+        client_error: &str,
+        expected: &[&str],
+    ) -> anyhow::Result<String> {
         // The server's log arrives through a pipe: give the line a moment to get here.
         for _ in 0..10 {
             let warning = self.server_log.lock().ok().and_then(|log| {
@@ -628,6 +650,11 @@ impl SelfTest<'_> {
                 let reason = warning
                     .split_once(": ")
                     .map_or(warning.as_str(), |(_, r)| r);
+                if !expected.iter().any(|word| reason.contains(word)) {
+                    bail!(
+                        "refused, but for another reason: server: {reason}; client: {client_error}"
+                    );
+                }
                 return Ok(format!("server: {reason}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -637,7 +664,7 @@ impl SelfTest<'_> {
 
     /// Runs `wstunnel ARGS… -L stdio://127.0.0.1:ECHO` and sends one line through it.
     async fn attempt(&self, args: Vec<String>) -> anyhow::Result<Attempt> {
-        let mut child = Command::new(self.exe)
+        let mut child = Command::new(self.pki.exe)
             .args(&args)
             .arg("-L")
             .arg(format!("stdio://127.0.0.1:{}", self.echo_port))
@@ -647,7 +674,7 @@ impl SelfTest<'_> {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {}", self.exe.display()))?;
+            .with_context(|| format!("cannot start {}", self.pki.exe.display()))?;
         let probe = b"wstunnel dev-env probe\n";
         let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
             bail!("the client's standard input or output is missing");

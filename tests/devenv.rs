@@ -1,5 +1,8 @@
 //! `wstunnel dev-env --self-test`: the one-command environment proves itself.
 
+#[path = "common/mod.rs"]
+mod pki_common;
+
 use std::process::Command;
 
 fn self_test(dir: &std::path::Path) -> (bool, String) {
@@ -161,4 +164,118 @@ fn self_test_also_runs_with_extra_tunnels() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("ok      tunnel carries data"), "{stdout}");
+}
+
+#[test]
+fn self_test_passes_on_a_ca_made_by_the_walkthroughs_openssl_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = pki_common::walkthrough_ca(tmp.path(), "", "2048");
+    // The walkthrough's server certificate has no subjectAltName: dev-env must not rely on it.
+    pki_common::walkthrough_issue(
+        &dir,
+        "wstunnel-server",
+        "server_cert",
+        "/C=GB/ST=England/O=wstunnel development/CN=wstunnel Development Server",
+        &[],
+        false,
+    );
+
+    let (success, output) = self_test(&dir);
+
+    assert!(
+        success,
+        "self-test failed on a walkthrough directory:\n{output}"
+    );
+    assert!(output.contains("reusing the CA"), "{output}");
+}
+
+#[test]
+fn self_test_unlocks_an_encrypted_ca_with_passin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let init = pki_common::wstunnel_env(
+        &[
+            "pki",
+            "init",
+            dir.to_str().unwrap(),
+            "--key-type",
+            "ecdsa-p256",
+            "--encrypt-key",
+            "--passout",
+            "env:CA_PASSWORD",
+        ],
+        &[("CA_PASSWORD", "s3cret")],
+    );
+    assert!(init.success, "{}", init.stderr);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "dev-env",
+            dir.to_str().unwrap(),
+            "--self-test",
+            "--passin",
+            "env:CA_PASSWORD",
+        ])
+        .env("CA_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok      revoked client refused"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_server_port_in_use_is_refused_instead_of_testing_its_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let occupant = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupant.local_addr().unwrap().port().to_string();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "dev-env",
+            tmp.path().join("ca").to_str().unwrap(),
+            "--self-test",
+            "--server-port",
+            &port,
+        ])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("--server-port {port}")),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("ok "),
+        "checks ran against the occupant"
+    );
+}
+
+#[test]
+fn a_stdio_tunnel_is_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "dev-env",
+            tmp.path().join("ca").to_str().unwrap(),
+            "-L",
+            "stdio://127.0.0.1:22",
+        ])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("is running"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("stdio"));
 }
