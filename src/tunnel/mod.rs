@@ -31,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::tls;
 use crate::tls::client::{ClientTlsFiles, ServerVerification};
-use crate::tls::server::{CrlFile, Presence, ServerTlsFiles};
+use crate::tls::server::{CrlFile, IdentitySource, Presence, ServerTlsFiles};
 use frame::Masking;
 use pump::PumpOptions;
 use spec::{Host, Scheme};
@@ -88,16 +88,25 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
     let certificate = args
         .tls_certificate
         .clone()
-        .or_else(|| from_pki(format!("certs/{}.cert.pem", args.pki_server)))
-        .context(
-            "wss:// needs a certificate: pass --pki DIR, or --tls-certificate and \
-             --tls-private-key (a self-signed default is not generated)",
-        )?;
+        .or_else(|| from_pki(format!("certs/{}.cert.pem", args.pki_server)));
     let private_key = args
         .tls_private_key
         .clone()
-        .or_else(|| from_pki(format!("private/{}.pem", args.pki_server)))
-        .context("--tls-certificate needs --tls-private-key")?;
+        .or_else(|| from_pki(format!("private/{}.pem", args.pki_server)));
+    let identity = match (certificate, private_key) {
+        (Some(certificate), Some(private_key)) => IdentitySource::Files {
+            certificate,
+            private_key,
+        },
+        (None, None) => {
+            tracing::warn!(
+                "no --tls-certificate or --pki given: serving a self-signed certificate made                  at start-up; clients must not verify it (upstream's default), or use                  `--pki DIR` for a certificate clients can verify"
+            );
+            IdentitySource::SelfSigned
+        }
+        (Some(_), None) => anyhow::bail!("--tls-certificate needs --tls-private-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-private-key needs --tls-certificate"),
+    };
     let client_ca = args
         .tls_client_ca_certs
         .clone()
@@ -123,8 +132,7 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
         anyhow::bail!("--tls-client-crl needs --tls-client-ca-certs (or --pki)");
     }
     Ok(ServerTlsFiles {
-        certificate,
-        private_key,
+        identity,
         client_ca,
         crls,
     })
