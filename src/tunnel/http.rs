@@ -116,6 +116,15 @@ fn parse_head(buffer: &[u8], kind: HeadKind) -> Result<Option<Head>, String> {
                 .map_err(|error| format!("malformed HTTP request: {error}"))?;
             (status, request.path.unwrap_or_default().to_string())
         }
+        // A TLS record (alert 0x15 or handshake 0x16, then version 3.x) where HTTP was
+        // expected: a ws:// client talking to a wss:// server.
+        HeadKind::Response if matches!(buffer, [0x15 | 0x16, 0x03, ..]) => {
+            return Err(
+                "the server answered with TLS, not HTTP: it seems to speak TLS; use \
+                        wss:// instead of ws:// in the server URL"
+                    .to_string(),
+            );
+        }
         HeadKind::Response => {
             let mut response = httparse::Response::new(&mut headers);
             let status = response

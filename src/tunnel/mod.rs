@@ -142,6 +142,7 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
 pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let identity = client_identity(&args);
+        check_pki_client_files(&args)?;
         let tls = if client::uses_tls(&args.url) {
             let verification = match (&args.tls_ca_certs, &args.pki) {
                 (Some(path), _) => ServerVerification::CaFile(path.clone()),
@@ -178,6 +179,38 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
         };
         client::run(connector, args.local_to_remote, threads::count()).await
     })
+}
+
+/// With `--pki DIR --pki-client NAME`, says which of NAME's files is missing and why that
+/// usually happens (`pki revoke` moves them aside), rather than only "No such file".
+fn check_pki_client_files(args: &cli::ClientArgs) -> anyhow::Result<()> {
+    let (Some(dir), Some(name)) = (&args.pki, &args.pki_client) else {
+        return Ok(());
+    };
+    let wanted = [
+        (
+            args.tls_certificate.is_none(),
+            format!("certs/{name}.cert.pem"),
+        ),
+        (
+            args.tls_private_key.is_none(),
+            format!("private/{name}.pem"),
+        ),
+    ];
+    for (from_pki, relative) in wanted {
+        if from_pki && !dir.join(&relative).exists() {
+            anyhow::bail!(
+                "--pki-client {name}: {} is missing. List the certificates of this PKI with \
+                 `wstunnel pki list --dir {}`; if {name} was revoked (`pki revoke` moves its \
+                 files aside as {name}.revoked-SERIAL), issue a new one with `wstunnel pki \
+                 issue-client {name} --dir {}`",
+                dir.join(&relative).display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Client certificate and key: explicit flags, else `--pki DIR --pki-client NAME`.
