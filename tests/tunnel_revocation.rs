@@ -234,3 +234,119 @@ fn a_crl_of_another_ca_is_refused_on_reload_and_the_old_one_stays() {
     assert!(!revoked_after, "the previous CRL stays in force");
     assert!(server.log().contains("not signed by"), "{}", server.log());
 }
+
+/// Runs `openssl s_client` with `TO_REVOKE`'s certificate, saving the session to `session`
+/// (and resuming from it when `resume`), sends `request` and returns everything it printed.
+/// Killed (and the test failed) when the server keeps the connection open for 20 s.
+fn s_client_session(port: u16, pki: &Pki, session: &Path, resume: bool, request: &str) -> String {
+    use std::io::{Read, Write};
+
+    let session_flag = if resume { "-sess_in" } else { "-sess_out" };
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-tls1_3",
+            "-cert",
+            s(&pki.cert(TO_REVOKE)),
+            "-key",
+            s(&pki.key(TO_REVOKE)),
+            "-CAfile",
+            s(&pki.ca_cert()),
+            session_flag,
+            s(session),
+            "-ign_eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(request.as_bytes());
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server kept the connection open: a tunnel was opened");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut output = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    output
+}
+
+/// An upgrade request for a TCP tunnel to `destination` from `TO_REVOKE` (its CN as prefix).
+fn upgrade_request(destination: std::net::SocketAddr) -> String {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = format!(
+        r#"{{"id":"resumed","p":{{"Tcp":{{"proxy_protocol":false}}}},"r":"{}","rp":{}}}"#,
+        destination.ip(),
+        destination.port()
+    );
+    let token = format!(
+        "{}.{}.",
+        engine.encode(r#"{"alg":"HS256"}"#),
+        engine.encode(claims)
+    );
+    format!(
+        "GET /{TO_REVOKE}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: v1, authorization.bearer.{token}\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_tunnel_on_a_resumed_tls_session_is_refused_after_the_certificate_is_revoked() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let (server, port) = pki_server(temp.path(), &pki);
+    let session = temp.path().join("session.pem");
+    // A request the server refuses with 400 and closes: s_client ends and saves its ticket.
+    let refused = "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let first = s_client_session(port, &pki, &session, false, refused);
+    let resumed_before = s_client_session(port, &pki, &session, true, refused);
+
+    pki.revoke(TO_REVOKE);
+    server.wait_for_log("TLS files changed");
+    let after = s_client_session(port, &pki, &session, true, &upgrade_request(echo_server()));
+
+    assert!(first.contains("HTTP/1.1 400"), "{first}");
+    assert!(
+        resumed_before.contains("Reused, TLSv1.3"),
+        "sessions resume before the CRL change: {resumed_before}"
+    );
+    assert!(!after.contains("HTTP/1.1 101"), "{after}");
+    let log = server.log();
+    if after.contains("Reused, TLSv1.3") {
+        // The session survived the reload: the per-request CRL check must refuse the tunnel.
+        assert!(after.contains("HTTP/1.1 400"), "{after}");
+        assert!(
+            log.contains("request rejected: client certificate revoked"),
+            "{log}"
+        );
+    } else {
+        // The rebuilt configuration forgot the session: a full handshake checks the CRL.
+        assert!(
+            log.contains("TLS handshake rejected: client certificate revoked"),
+            "{log}"
+        );
+    }
+}
