@@ -350,3 +350,47 @@ fn a_tunnel_on_a_resumed_tls_session_is_refused_after_the_certificate_is_revoked
         );
     }
 }
+
+#[test]
+fn a_crl_past_its_next_update_is_used_with_a_warning() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    pki.revoke(TO_REVOKE);
+    let stale = Command::new("openssl")
+        .args([
+            "ca",
+            "-config",
+            s(&pki.dir.join("openssl.cnf")),
+            "-batch",
+            "-gencrl",
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200201000000Z",
+            "-out",
+            s(&pki.crl()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stale.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+
+    let (server, port) = pki_server(temp.path(), &pki);
+    let (_client, local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
+
+    server.wait_for_log("nextUpdate");
+    assert!(!round_trip_works(local), "a stale CRL still revokes");
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("nextUpdate"))
+        .unwrap();
+    assert!(
+        warning.contains(" WARN ") && warning.contains("ca.crl.pem"),
+        "{warning}"
+    );
+    assert!(warning.contains("wstunnel pki gen-crl"), "{warning}");
+}

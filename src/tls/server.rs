@@ -391,8 +391,10 @@ fn client_ca_from(seen: &Seen, path: &Path) -> anyhow::Result<Vec<CertificateDer
 }
 
 /// Reads a CRL file and checks that each CRL in it is issued and signed by one of the client
-/// CAs (a CRL of another CA with the same name would make the verifier refuse every client).
-/// Warns when a CRL's nextUpdate has passed: it is still used, but it is stale.
+/// CAs, or by an intermediate CA that one of them signed (an intermediate's certificate is
+/// looked for where the PKI layout puts it: `certs/ca.cert.pem` beside the CRL's `crl/`
+/// folder). A CRL of another CA with a client CA's name would make the verifier refuse every
+/// client. Warns when a CRL's nextUpdate has passed: it is still used, but it is stale.
 fn crl_from(
     seen: &Seen,
     path: &Path,
@@ -402,26 +404,39 @@ fn crl_from(
         .as_ref()
         .map_err(|why| anyhow::anyhow!("cannot read CRL {}: {why}", path.display()))?;
     let ders = files::crls_from(bytes, path)?;
+    let intermediates = std::fs::read(pki_dir_of(path).join("certs/ca.cert.pem"))
+        .ok()
+        .and_then(|bytes| files::certificates_from(&bytes, path).ok())
+        .unwrap_or_default();
     for der in &ders {
-        check_crl(der.as_ref(), path, roots)?;
+        check_crl(der.as_ref(), path, roots, &intermediates)?;
     }
     Ok(LoadedCrl { ders })
 }
 
-fn check_crl(der: &[u8], path: &Path, roots: &[CertificateDer<'static>]) -> anyhow::Result<()> {
+fn check_crl(
+    der: &[u8],
+    path: &Path,
+    roots: &[CertificateDer<'static>],
+    beside: &[CertificateDer<'static>],
+) -> anyhow::Result<()> {
     let (_, crl) = CertificateRevocationList::from_der(der)
         .map_err(|error| anyhow::anyhow!("{}: CRL does not parse: {error}", path.display()))?;
     let issuer = crl.issuer();
-    let cas: Vec<X509Certificate<'_>> = roots
-        .iter()
-        .filter_map(|root| {
-            X509Certificate::from_der(root.as_ref())
-                .ok()
-                .map(|(_, ca)| ca)
+    let cas = parse_certificates(roots);
+    // Intermediates count when a client CA signed them.
+    let intermediates: Vec<X509Certificate<'_>> = parse_certificates(beside)
+        .into_iter()
+        .filter(|candidate| {
+            cas.iter().any(|ca| {
+                ca.subject().as_raw() == candidate.issuer().as_raw()
+                    && candidate.verify_signature(Some(ca.public_key())).is_ok()
+            })
         })
         .collect();
     let same_name: Vec<&X509Certificate<'_>> = cas
         .iter()
+        .chain(&intermediates)
         .filter(|ca| ca.subject().as_raw() == issuer.as_raw())
         .collect();
     if same_name.is_empty() {
@@ -431,8 +446,9 @@ fn check_crl(der: &[u8], path: &Path, roots: &[CertificateDer<'static>]) -> anyh
             .collect::<Vec<_>>()
             .join(", ");
         bail!(
-            "{} is a CRL of `{issuer}`, not of the client CA ({known}): use the CRL that the \
-             client CA publishes (`wstunnel pki gen-crl --dir DIR` writes DIR/crl/ca.crl.pem)",
+            "{} is a CRL of `{issuer}`, not of the client CA ({known}) nor of an intermediate \
+             CA it signed: use the CRL that the client CA publishes (`wstunnel pki gen-crl \
+             --dir DIR` writes DIR/crl/ca.crl.pem)",
             path.display()
         );
     }
@@ -457,6 +473,17 @@ fn check_crl(der: &[u8], path: &Path, roots: &[CertificateDer<'static>]) -> anyh
         );
     }
     Ok(())
+}
+
+fn parse_certificates<'a>(certificates: &'a [CertificateDer<'static>]) -> Vec<X509Certificate<'a>> {
+    certificates
+        .iter()
+        .filter_map(|der| {
+            X509Certificate::from_der(der.as_ref())
+                .ok()
+                .map(|(_, ca)| ca)
+        })
+        .collect()
 }
 
 /// `DIR` for `DIR/crl/ca.crl.pem`, for the hint; the file's folder otherwise.
