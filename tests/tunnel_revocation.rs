@@ -394,3 +394,31 @@ fn a_crl_past_its_next_update_is_used_with_a_warning() {
     );
     assert!(warning.contains("wstunnel pki gen-crl"), "{warning}");
 }
+
+#[test]
+fn revoking_and_reissuing_the_server_certificate_keeps_the_server_serving() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let (server, port) = pki_server(temp.path(), &pki);
+    let (_valid, valid_local) = echo_client(temp.path(), &pki, port, CLIENT);
+    let dir = s(&pki.dir).to_string();
+
+    // Moves certs/wstunnel-server.cert.pem and its key aside and rewrites the CRL.
+    wstunnel_pki(&["revoke", SERVER, "--dir", &dir]);
+    server.wait_for_log("keeping the previous server certificate and key");
+    server.wait_for_log("TLS files changed");
+    let between = round_trip_works(valid_local);
+    wstunnel_pki(&[
+        "issue-server",
+        SERVER,
+        "--key-type",
+        "ecdsa-p256",
+        "--dir",
+        &dir,
+    ]);
+    server.wait_for_log("TLS files changed: new handshakes use the new certificates (server");
+    let after = round_trip_works(valid_local);
+
+    assert!(between, "the old identity serves until the reissue");
+    assert!(after, "the reissued certificate serves");
+}
