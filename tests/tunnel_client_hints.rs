@@ -160,10 +160,11 @@ fn every_pki_command_named_in_hints_and_docs_exists() {
             let word: String = text[at + 4..]
                 .trim_start()
                 .chars()
-                .take_while(|character| character.is_ascii_lowercase() || *character == '-')
+                .take_while(|character| character.is_ascii_alphanumeric() || *character == '-')
                 .collect();
-            let preceded_by_wstunnel = text[..at].trim_end().ends_with("wstunnel");
-            if preceded_by_wstunnel && !word.is_empty() {
+            let before = text[..at].trim_end();
+            let a_command = before.ends_with("wstunnel") || before.ends_with('`');
+            if a_command && !word.is_empty() {
                 named.push((source, word));
             }
         }
