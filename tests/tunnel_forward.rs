@@ -516,3 +516,39 @@ fn a_server_that_never_answers_the_upgrade_fails_the_tunnel_after_the_connect_ti
     ));
     drop(silent);
 }
+
+#[test]
+fn a_wss_server_without_a_certificate_serves_a_self_signed_one_and_says_so() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = echo_server();
+    let server_port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&["server", &format!("wss://127.0.0.1:{server_port}")]),
+        server_port,
+    );
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("wss://127.0.0.1:{server_port}"),
+        &format!("tcp://{local}:{echo}"),
+        &[],
+        local,
+    );
+    let data = random_bytes(64 * 1024, 7);
+
+    let received = echo_through(TcpStream::connect(("127.0.0.1", local)).unwrap(), &data);
+
+    assert_eq!(sha256(&received), sha256(&data));
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("self-signed"))
+        .unwrap();
+    assert!(
+        warning.contains(" WARN ") && warning.contains("--pki"),
+        "{warning}"
+    );
+}

@@ -286,3 +286,42 @@ fn tls_listener_closes_non_tls_bytes_without_panicking() {
     server.wait_for_log("TLS handshake rejected");
     assert!(!server.log().contains("panicked"));
 }
+
+#[test]
+fn client_refuses_a_101_answer_whose_accept_key_does_not_match_its_key() {
+    let temp = tempfile::tempdir().unwrap();
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_port = fake.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in fake.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).is_ok() {
+                head.push(byte[0]);
+            }
+            // The RFC 6455 example's answer, whatever key the client sent.
+            let _ = stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            );
+        }
+    });
+    let local = free_port();
+    let client = start_client(
+        &wstunnel(),
+        temp.path(),
+        "client",
+        args(&[
+            "client",
+            "-L",
+            &format!("tcp://{local}:127.0.0.1:9"),
+            &format!("ws://127.0.0.1:{fake_port}"),
+        ]),
+        local,
+    );
+
+    let worked = round_trip_works(local);
+
+    assert!(!worked);
+    client.wait_for_log("does not match our key");
+}

@@ -313,3 +313,35 @@ fn upstream_style_flags_with_an_explicit_crl_reject_a_revoked_client() {
     assert!(!round_trip_works(revoked_port));
     server.wait_for_log("TLS handshake rejected: client certificate revoked");
 }
+
+#[test]
+fn a_walkthrough_directory_made_by_openssl_serves_its_clients_and_enforces_its_crl() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = openssl_pki_dir(temp.path());
+    let echo = echo_server();
+    let server = mtls_server(temp.path(), &pki);
+    let dir = s(&pki.dir).to_string();
+    let (_valid, valid_port) = mtls_client(
+        temp.path(),
+        "valid",
+        server.port,
+        echo,
+        &["--pki", &dir, "--pki-client", CLIENT],
+    );
+    let (_revoked, revoked_port) = mtls_client(
+        temp.path(),
+        "to-revoke",
+        server.port,
+        echo,
+        &["--pki", &dir, "--pki-client", TO_REVOKE],
+    );
+    let before = round_trip_works(revoked_port);
+
+    pki.revoke(TO_REVOKE);
+    server.process.wait_for_log("TLS files changed");
+
+    assert!(before);
+    assert!(round_trip_works(valid_port));
+    assert!(!round_trip_works(revoked_port));
+    server.process.wait_for_log("client certificate revoked");
+}

@@ -83,9 +83,16 @@ pub fn client_side_hint(error: &io::Error) -> Option<String> {
                 "the server does not trust the CA that issued this client certificate; use a \
                  certificate from the server's PKI directory"
             }
-            AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure => {
+            AlertDescription::CertificateRequired => {
                 "the server requires a client certificate; pass --pki DIR --pki-client NAME or \
                  --tls-certificate and --tls-private-key"
+            }
+            // TLS 1.2 servers send this for a missing certificate, but also for other
+            // failures (a server that cannot check the certificate): do not claim more.
+            AlertDescription::HandshakeFailure => {
+                "the server refused the handshake: it requires a client certificate (pass --pki \
+                 DIR --pki-client NAME or --tls-certificate and --tls-private-key) or could \
+                 not accept this one; the server's log says why"
             }
             AlertDescription::BadCertificate | AlertDescription::CertificateUnknown => {
                 "the server refused this client certificate (self-signed, or not a client \
@@ -106,6 +113,13 @@ pub fn client_side_hint(error: &io::Error) -> Option<String> {
         ) => {
             "the server's certificate does not name the host in the URL; use --tls-sni-override \
              NAME with a name from the certificate"
+        }
+        Error::InvalidCertificate(CertificateError::BadSignature) => {
+            "the server's certificate is not issued by the CA given with --tls-ca-certs or \
+             --pki (its signature does not verify against that CA: another CA, perhaps with \
+             the same name); pass the CA of the server's PKI directory (`--pki DIR` or \
+             `--tls-ca-certs DIR/certs/ca.cert.pem`), or reissue the server certificate from \
+             this CA with `wstunnel pki issue-server --dir DIR`"
         }
         Error::InvalidCertificate(other) => {
             return Some(format!(

@@ -94,7 +94,7 @@ impl Connector {
         };
 
         let descriptor = Descriptor::new(kind, host, port);
-        let request = self.upgrade_request(&descriptor.encode());
+        let (request, key) = self.upgrade_request(&descriptor.encode());
         transport
             .write_all(request.as_bytes())
             .await
@@ -116,6 +116,7 @@ impl Connector {
                 body.trim()
             );
         }
+        http::check_accept_key(&head, &key).map_err(|reason| anyhow::anyhow!("{reason}"))?;
         tracing::debug!(id = %descriptor.id, "tunnel accepted by the server");
         let (read_half, write_half) = tokio::io::split(transport);
         Ok((
@@ -125,8 +126,9 @@ impl Connector {
     }
 
     /// The upgrade request: built-in headers, then `-H` (replacing same-named ones), then
-    /// credentials.
-    fn upgrade_request(&self, token: &str) -> String {
+    /// credentials. Returns the request and the `Sec-WebSocket-Key` it carries (which `-H`
+    /// may have replaced), to check the server's answer against.
+    fn upgrade_request(&self, token: &str) -> (String, String) {
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), self.url.host_header()),
             ("upgrade".into(), "websocket".into()),
@@ -155,11 +157,16 @@ impl Connector {
             );
         }
         let mut request = format!("GET /{}/events HTTP/1.1\r\n", self.path_prefix);
+        let key = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-key"))
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        request
+        (request, key)
     }
 }
 

@@ -4,10 +4,9 @@
 use std::io;
 use std::time::Duration;
 
-use aws_lc_rs::digest;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Largest request or response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -116,6 +115,15 @@ fn parse_head(buffer: &[u8], kind: HeadKind) -> Result<Option<Head>, String> {
                 .map_err(|error| format!("malformed HTTP request: {error}"))?;
             (status, request.path.unwrap_or_default().to_string())
         }
+        // A TLS record (alert 0x15 or handshake 0x16, then version 3.x) where HTTP was
+        // expected: a ws:// client talking to a wss:// server.
+        HeadKind::Response if matches!(buffer, [0x15 | 0x16, 0x03, ..]) => {
+            return Err(
+                "the server answered with TLS, not HTTP: it seems to speak TLS; use \
+                        wss:// instead of ws:// in the server URL"
+                    .to_string(),
+            );
+        }
         HeadKind::Response => {
             let mut response = httparse::Response::new(&mut headers);
             let status = response
@@ -145,12 +153,27 @@ fn parse_head(buffer: &[u8], kind: HeadKind) -> Result<Option<Head>, String> {
     }))
 }
 
-/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + RFC 6455 GUID)).
+/// `Sec-WebSocket-Accept` for a key (RFC 6455: base64 of SHA-1 over the key and the GUID),
+/// computed by tungstenite's handshake helper.
 pub fn accept_key(key: &str) -> String {
-    let mut context = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
-    context.update(key.trim().as_bytes());
-    context.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    STANDARD.encode(context.finish().as_ref())
+    derive_accept_key(key.trim().as_bytes())
+}
+
+/// Checks the server's `Sec-WebSocket-Accept` against the key we sent.
+///
+/// # Errors
+/// When the header is missing or does not match: the peer is not a WebSocket server that read
+/// our request (a proxy answering for it, or another protocol).
+pub fn check_accept_key(head: &Head, key: &str) -> Result<(), String> {
+    match head.header("sec-websocket-accept") {
+        Some(accept) if accept.trim() == accept_key(key) => Ok(()),
+        Some(accept) => Err(format!(
+            "the server's Sec-WebSocket-Accept `{}` does not match our key: not a WebSocket \
+             answer to this request (a proxy in between?)",
+            accept.trim().chars().take(60).collect::<String>()
+        )),
+        None => Err("the server's 101 answer has no Sec-WebSocket-Accept header".to_string()),
+    }
 }
 
 /// Answers a valid upgrade.
@@ -178,12 +201,9 @@ pub async fn write_bad_request<W: AsyncWrite + Unpin>(writer: &mut W, body: &str
     let _ = writer.shutdown().await;
 }
 
-/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64.
+/// A fresh `Sec-WebSocket-Key` (16 random bytes, base64), from tungstenite's helper.
 pub fn new_websocket_key() -> String {
-    let mut bytes = [0u8; 16];
-    // The system RNG failing is not worth failing the tunnel for: the key is not a secret.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    STANDARD.encode(bytes)
+    generate_key()
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::tls;
 use crate::tls::client::{ClientTlsFiles, ServerVerification};
-use crate::tls::server::{CrlFile, Presence, ServerTlsFiles};
+use crate::tls::server::{CrlFile, IdentitySource, Presence, ServerTlsFiles};
 use frame::Masking;
 use pump::PumpOptions;
 use spec::{Host, Scheme};
@@ -88,16 +88,25 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
     let certificate = args
         .tls_certificate
         .clone()
-        .or_else(|| from_pki(format!("certs/{}.cert.pem", args.pki_server)))
-        .context(
-            "wss:// needs a certificate: pass --pki DIR, or --tls-certificate and \
-             --tls-private-key (a self-signed default is not generated)",
-        )?;
+        .or_else(|| from_pki(format!("certs/{}.cert.pem", args.pki_server)));
     let private_key = args
         .tls_private_key
         .clone()
-        .or_else(|| from_pki(format!("private/{}.pem", args.pki_server)))
-        .context("--tls-certificate needs --tls-private-key")?;
+        .or_else(|| from_pki(format!("private/{}.pem", args.pki_server)));
+    let identity = match (certificate, private_key) {
+        (Some(certificate), Some(private_key)) => IdentitySource::Files {
+            certificate,
+            private_key,
+        },
+        (None, None) => {
+            tracing::warn!(
+                "no --tls-certificate or --pki given: serving a self-signed certificate made                  at start-up; clients must not verify it (upstream's default), or use                  `--pki DIR` for a certificate clients can verify"
+            );
+            IdentitySource::SelfSigned
+        }
+        (Some(_), None) => anyhow::bail!("--tls-certificate needs --tls-private-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-private-key needs --tls-certificate"),
+    };
     let client_ca = args
         .tls_client_ca_certs
         .clone()
@@ -123,8 +132,7 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
         anyhow::bail!("--tls-client-crl needs --tls-client-ca-certs (or --pki)");
     }
     Ok(ServerTlsFiles {
-        certificate,
-        private_key,
+        identity,
         client_ca,
         crls,
     })
@@ -134,6 +142,7 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
 pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let identity = client_identity(&args);
+        check_pki_client_files(&args)?;
         let tls = if client::uses_tls(&args.url) {
             let verification = match (&args.tls_ca_certs, &args.pki) {
                 (Some(path), _) => ServerVerification::CaFile(path.clone()),
@@ -170,6 +179,38 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
         };
         client::run(connector, args.local_to_remote, threads::count()).await
     })
+}
+
+/// With `--pki DIR --pki-client NAME`, says which of NAME's files is missing and why that
+/// usually happens (`pki revoke` moves them aside), rather than only "No such file".
+fn check_pki_client_files(args: &cli::ClientArgs) -> anyhow::Result<()> {
+    let (Some(dir), Some(name)) = (&args.pki, &args.pki_client) else {
+        return Ok(());
+    };
+    let wanted = [
+        (
+            args.tls_certificate.is_none(),
+            format!("certs/{name}.cert.pem"),
+        ),
+        (
+            args.tls_private_key.is_none(),
+            format!("private/{name}.pem"),
+        ),
+    ];
+    for (from_pki, relative) in wanted {
+        if from_pki && !dir.join(&relative).exists() {
+            anyhow::bail!(
+                "--pki-client {name}: {} is missing. List the certificates of this PKI with \
+                 `wstunnel pki list --dir {}`; if {name} was revoked (`pki revoke` moves its \
+                 files aside as {name}.revoked-SERIAL), issue a new one with `wstunnel pki \
+                 issue-client {name} --dir {}`",
+                dir.join(&relative).display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Client certificate and key: explicit flags, else `--pki DIR --pki-client NAME`.

@@ -1,5 +1,6 @@
-//! Helpers shared by the tunnel integration tests: a PKI directory made with the real openssl
-//! CLI, running our binary (and upstream's), and real peers on 127.0.0.1.
+//! Helpers shared by the tunnel integration tests: a PKI directory made with our `wstunnel pki`
+//! (or, for the walkthrough's own test, with the real openssl CLI), running our binary (and
+//! upstream's), and real peers on 127.0.0.1.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -101,7 +102,20 @@ pub const FAUX: &str = "faux-client";
 /// A PKI directory in the seed walkthrough's layout.
 pub struct Pki {
     pub dir: PathBuf,
+    /// Which tool manages it (revocations go through the same tool).
+    pub made_by: Maker,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Maker {
+    /// `wstunnel pki` commands.
+    Wstunnel,
+    /// The walkthrough's openssl commands.
+    Openssl,
+}
+
+/// Key type of every key `pki_dir` makes: fast to generate, accepted by rustls and upstream.
+const KEY_TYPE: &str = "ecdsa-p256";
 
 impl Pki {
     pub fn cert(&self, name: &str) -> PathBuf {
@@ -117,26 +131,53 @@ impl Pki {
         self.dir.join("crl/ca.crl.pem")
     }
 
-    /// Revokes a certificate and regenerates `crl/ca.crl.pem`.
+    /// Revokes a certificate and regenerates `crl/ca.crl.pem`. With `wstunnel pki`, which
+    /// moves the revoked files aside, copies of them are put back at the original paths: the
+    /// client's machine still holds its certificate and key after the CA revoked them.
     pub fn revoke(&self, name: &str) {
-        let cnf = self.dir.join("openssl.cnf");
-        openssl(
-            &self.dir,
-            &[
-                "ca",
-                "-config",
-                s(&cnf),
-                "-batch",
-                "-revoke",
-                s(&self.cert(name)),
-            ],
-        );
-        self.gencrl();
+        match self.made_by {
+            Maker::Wstunnel => {
+                let (certificate, key) = (
+                    std::fs::read(self.cert(name)).unwrap(),
+                    std::fs::read(self.key(name)).unwrap(),
+                );
+                wstunnel_pki(&["revoke", name, "--dir", s(&self.dir)]);
+                std::fs::write(self.cert(name), certificate).unwrap();
+                std::fs::write(self.key(name), key).unwrap();
+            }
+            Maker::Openssl => {
+                let cnf = self.dir.join("openssl.cnf");
+                openssl(
+                    &self.dir,
+                    &[
+                        "ca",
+                        "-config",
+                        s(&cnf),
+                        "-batch",
+                        "-revoke",
+                        s(&self.cert(name)),
+                    ],
+                );
+                self.gencrl();
+            }
+        }
     }
 
     /// Issues another client certificate `name` with common name `common_name`.
     pub fn issue_client(&self, name: &str, common_name: &str) {
-        issue(&self.dir, name, common_name, "client_cert", &[]);
+        match self.made_by {
+            Maker::Wstunnel => wstunnel_pki(&[
+                "issue-client",
+                name,
+                "--cn",
+                common_name,
+                "--key-type",
+                KEY_TYPE,
+                "--dir",
+                s(&self.dir),
+            ]),
+            Maker::Openssl => issue(&self.dir, name, common_name, "client_cert", &[]),
+        }
     }
 
     fn gencrl(&self) {
@@ -159,13 +200,168 @@ impl Pki {
     }
 }
 
-/// THE place where test certificates are made: the seed walkthrough's steps with the openssl
-/// CLI, non-interactive. Switching to `wstunnel pki` commands is a change to this function.
+/// THE place where test certificates are made, with `wstunnel pki` commands (ECDSA P-256 keys
+/// to keep it fast).
 ///
-/// Issues: CA, `wstunnel-server` (serverAuth, SANs localhost and 127.0.0.1), `CLIENT`,
-/// `PLAIN_CLIENT`, `TO_REVOKE`, `EXPIRED`, `FOREIGN` (other CA), `FAUX` (self-signed), and an
-/// empty CRL.
+/// Issues: CA, `wstunnel-server` (serverAuth, SANs localhost, 127.0.0.1 and ::1), `CLIENT`,
+/// `PLAIN_CLIENT`, `TO_REVOKE`, `EXPIRED`, `FOREIGN` (another `pki init`), `FAUX`
+/// (self-signed), and an empty CRL. `pki` cannot back-date a certificate, so `EXPIRED` is
+/// signed by `openssl ca` with this directory's own `openssl.cnf`; `FAUX` is the seed's own
+/// `openssl req -x509` command.
 pub fn pki_dir(parent: &Path) -> Pki {
+    let dir = parent.join("ca");
+    let pki = Pki {
+        dir: dir.clone(),
+        made_by: Maker::Wstunnel,
+    };
+    let dir_arg = s(&dir).to_string();
+    wstunnel_pki(&["init", &dir_arg, "--key-type", KEY_TYPE]);
+    wstunnel_pki(&[
+        "issue-server",
+        SERVER,
+        "--key-type",
+        KEY_TYPE,
+        "--dir",
+        &dir_arg,
+    ]);
+    for (name, common_name) in [
+        (CLIENT, "wstunnel Development Client 1"),
+        (PLAIN_CLIENT, PLAIN_CLIENT),
+        (TO_REVOKE, TO_REVOKE),
+    ] {
+        pki.issue_client(name, common_name);
+    }
+
+    // Valid from 2020 to 2021: signed by openssl with the directory's own configuration.
+    openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            s(&pki.key(EXPIRED)),
+        ],
+    );
+    let csr = dir.join(format!("csr/{EXPIRED}.csr.pem"));
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            s(&pki.key(EXPIRED)),
+            "-subj",
+            &format!("/CN={EXPIRED}"),
+            "-out",
+            s(&csr),
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            s(&dir.join("openssl.cnf")),
+            "-batch",
+            "-notext",
+            "-extensions",
+            "client_cert",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20210101000000Z",
+            "-in",
+            s(&csr),
+            "-out",
+            s(&pki.cert(EXPIRED)),
+        ],
+    );
+    wstunnel_pki(&["gen-crl", "--dir", &dir_arg]);
+
+    // Another CA whose client certificate our server must not trust.
+    let foreign = parent.join("foreign-ca");
+    let foreign_arg = s(&foreign).to_string();
+    wstunnel_pki(&[
+        "init",
+        &foreign_arg,
+        "--key-type",
+        KEY_TYPE,
+        "--cn",
+        "Foreign Root CA",
+    ]);
+    wstunnel_pki(&[
+        "issue-client",
+        FOREIGN,
+        "--key-type",
+        KEY_TYPE,
+        "--dir",
+        &foreign_arg,
+    ]);
+    std::fs::copy(
+        foreign.join(format!("certs/{FOREIGN}.cert.pem")),
+        pki.cert(FOREIGN),
+    )
+    .unwrap();
+    std::fs::copy(
+        foreign.join(format!("private/{FOREIGN}.pem")),
+        pki.key(FOREIGN),
+    )
+    .unwrap();
+    std::fs::create_dir_all(parent.join("foreign")).unwrap();
+    std::fs::copy(
+        foreign.join("certs/ca.cert.pem"),
+        parent.join("foreign/ca.pem"),
+    )
+    .unwrap();
+
+    faux(&pki);
+    pki
+}
+
+/// Runs `wstunnel pki ARGS`, failing the test with its output when it fails.
+pub fn wstunnel_pki(arguments: &[&str]) {
+    let output = Command::new(wstunnel())
+        .arg("pki")
+        .args(arguments)
+        .env_remove("WSTUNNEL_PKI_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wstunnel pki {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The seed's self-signed "faux" client.
+fn faux(pki: &Pki) {
+    openssl(
+        &pki.dir,
+        &[
+            "req",
+            "-nodes",
+            "-x509",
+            "-sha256",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            s(&pki.key(FAUX)),
+            "-out",
+            s(&pki.cert(FAUX)),
+            "-days",
+            "356",
+            "-subj",
+            "/C=GB/ST=England/L=London/O=ACME Corp/OU=IT Dept/CN=Development Faux Client",
+        ],
+    );
+}
+
+/// The seed walkthrough's steps with the openssl CLI, non-interactive: the same names as
+/// `pki_dir`, to prove the tunnel consumes openssl's output.
+pub fn openssl_pki_dir(parent: &Path) -> Pki {
     let dir = parent.join("ca");
     for sub in ["certs", "csr", "crl", "newcerts", "private"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -175,7 +371,10 @@ pub fn pki_dir(parent: &Path) -> Pki {
     std::fs::write(dir.join("index.txt"), "").unwrap();
     let cnf = dir.join("openssl.cnf");
     std::fs::write(&cnf, OPENSSL_CNF.replace("@DIR@", s(&dir))).unwrap();
-    let pki = Pki { dir: dir.clone() };
+    let pki = Pki {
+        dir: dir.clone(),
+        made_by: Maker::Openssl,
+    };
 
     openssl(&dir, &["genrsa", "-out", "private/ca.key.pem", "2048"]);
     openssl(
@@ -304,26 +503,7 @@ pub fn pki_dir(parent: &Path) -> Pki {
         ],
     );
 
-    // The seed's self-signed "faux" client.
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-nodes",
-            "-x509",
-            "-sha256",
-            "-newkey",
-            "rsa:2048",
-            "-keyout",
-            s(&pki.key(FAUX)),
-            "-out",
-            s(&pki.cert(FAUX)),
-            "-days",
-            "356",
-            "-subj",
-            "/C=GB/ST=England/L=London/O=ACME Corp/OU=IT Dept/CN=Development Faux Client",
-        ],
-    );
+    faux(&pki);
     pki
 }
 
