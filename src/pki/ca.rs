@@ -16,8 +16,8 @@ use x509_parser::prelude::FromDer;
 
 use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
 use super::fsutil::{
-    DirLock, FileMode, Rollback, pem_text, remove_stale_temp_files, rename_new, write_atomic,
-    write_new,
+    DirLock, FileMode, PreparedFile, Rollback, pem_text, remove_stale_temp_files, rename_new,
+    write_atomic, write_new,
 };
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
@@ -767,10 +767,11 @@ impl Ca {
     /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
     /// aside.
     ///
-    /// The new CRL is written from the new index state before `index.txt` is committed, and
-    /// the files are moved last, so a failed or killed revoke leaves either nothing changed
-    /// or a state that running the same command again completes: a serial that `index.txt`
-    /// marks revoked but the current CRL does not list gets a new CRL instead of an error.
+    /// The new `index.txt`, `crlnumber` and CRL are all prepared before any is renamed into
+    /// place (in that order, see [`Ca::write_crl`]), and the files are moved last, so a failed
+    /// or killed revoke leaves either nothing changed or a state that running the same command
+    /// again completes: a serial that `index.txt` marks revoked but the current CRL does not
+    /// list gets a new CRL instead of an error.
     ///
     /// # Errors
     /// Fails if the certificate is unknown, already revoked and listed in the CRL when given
@@ -824,8 +825,8 @@ impl Ca {
             }
         } else {
             entry.revoke(now_seconds(), reason);
-            let crl = self.write_crl(&index, 30)?;
-            index.save(&self.dir)?;
+            let new_index = index.prepare(&self.dir)?;
+            let crl = self.write_crl(&index, Some(new_index), 30)?;
             (RevokeOutcome::Revoked, crl)
         };
         for (from, to) in moves {
@@ -906,11 +907,23 @@ impl Ca {
 
     fn gen_crl_locked(&self, days: u32) -> anyhow::Result<CrlInfo> {
         let index = Index::load(&self.dir)?;
-        self.write_crl(&index, days)
+        self.write_crl(&index, None, days)
     }
 
-    /// Writes the CRL of `index` (which may hold changes not yet saved), then `crlnumber`.
-    fn write_crl(&self, index: &Index, days: u32) -> anyhow::Result<CrlInfo> {
+    /// Writes the CRL of `index`, together with `new_index` (the prepared `index.txt` of
+    /// `index` when it holds changes not yet saved) and the incremented `crlnumber`.
+    ///
+    /// Every file is prepared under a temporary name first, so a directory that refuses a file
+    /// fails the command before anything changes. They are then renamed in the order
+    /// `index.txt`, `crlnumber`, CRL, so that a run killed between two renames leaves a state
+    /// the next command completes: a revocation in `index.txt` that the CRL lacks is listed by
+    /// the next `revoke` or `gen-crl`, and a CRL number is skipped at worst, never reused.
+    fn write_crl(
+        &self,
+        index: &Index,
+        new_index: Option<PreparedFile>,
+        days: u32,
+    ) -> anyhow::Result<CrlInfo> {
         let number_path = layout::crlnumber_path(&self.dir);
         let number = self.next_crl_number()?;
         let revoked: Vec<rcgen::RevokedCertParams> = index
@@ -945,8 +958,14 @@ impl Ca {
         let crl = params.signed_by(&issuer).context("cannot sign the CRL")?;
         let pem_text = crl.pem().context("cannot encode the CRL")?;
         let path = layout::crl_path(&self.dir);
-        write_atomic(&path, pem_text.as_bytes(), FileMode::Public)?;
-        database::write_counter(&number_path, &number.next())?;
+        let new_number = database::prepare_counter(&number_path, &number.next())?;
+        let new_crl = PreparedFile::write(&path, pem_text.as_bytes(), FileMode::Public)?;
+
+        if let Some(new_index) = new_index {
+            new_index.commit()?;
+        }
+        new_number.commit()?;
+        new_crl.commit()?;
         Ok(CrlInfo {
             path,
             number,
@@ -954,38 +973,54 @@ impl Ca {
         })
     }
 
-    /// The next CRL number: `crlnumber`'s, or when that file is missing one more than the
-    /// current CRL's (1000 when there is no CRL either), so CRL numbers always increase.
+    /// The next CRL number: the larger of `crlnumber`'s and one more than the current CRL's
+    /// number, so CRL numbers always increase even after a run that published a CRL but was
+    /// stopped before `crlnumber` (or after `crlnumber` was restored from a backup); 1000 when
+    /// there is neither. An unreadable CRL counts only when `crlnumber` is missing too.
     fn next_crl_number(&self) -> anyhow::Result<Serial> {
         let number_path = layout::crlnumber_path(&self.dir);
-        if number_path.exists() {
-            return database::read_counter(&number_path);
-        }
         let crl_path = layout::crl_path(&self.dir);
-        if !crl_path.exists() {
-            return Ok(Serial::from_bytes(&[0x10, 0x00]));
-        }
-        let der = read_crl_der(&crl_path)?;
-        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is missing and {} does not parse ({e}), so the next CRL number is \
-                     unknown; write a number higher than any CRL issued so far into {}",
-                    number_path.display(),
-                    crl_path.display(),
-                    number_path.display()
-                )
-            })?;
-        let Some(current) = crl.crl_number() else {
-            bail!(
-                "{} is missing and {} has no CRL number; write a number higher than any CRL \
-                 issued so far into {}",
-                number_path.display(),
-                crl_path.display(),
-                number_path.display()
-            );
+        let from_file = if number_path.exists() {
+            Some(database::read_counter(&number_path)?)
+        } else {
+            None
         };
-        Ok(Serial::from_bytes(&current.to_bytes_be()).next())
+        let from_crl = if crl_path.exists() {
+            match self.current_crl_number(&crl_path) {
+                Ok(current) => Some(current.next()),
+                Err(error) if from_file.is_some() => {
+                    tracing::warn!(crl = %crl_path.display(), %error, "cannot read the current CRL's number");
+                    None
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!(
+                            "{} is missing, so the next CRL number is unknown; write a number \
+                             higher than any CRL issued so far into it",
+                            number_path.display()
+                        )
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        Ok(match (from_file, from_crl) {
+            (Some(file), Some(crl)) => file.max(crl),
+            (Some(number), None) | (None, Some(number)) => number,
+            (None, None) => Serial::from_bytes(&[0x10, 0x00]),
+        })
+    }
+
+    /// The CRL number of the CRL at `crl_path`.
+    fn current_crl_number(&self, crl_path: &Path) -> anyhow::Result<Serial> {
+        let der = read_crl_der(crl_path)?;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| anyhow::anyhow!("{} does not parse ({e})", crl_path.display()))?;
+        let Some(current) = crl.crl_number() else {
+            bail!("{} has no CRL number", crl_path.display());
+        };
+        Ok(Serial::from_bytes(&current.to_bytes_be()))
     }
 }
 
