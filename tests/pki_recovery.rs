@@ -293,3 +293,74 @@ fn gen_crl_never_reuses_a_crl_number_even_when_crlnumber_lags_behind_the_crl() {
     assert_eq!(crl_number(&dir), published + 1);
     assert_eq!(counter(&dir, "crlnumber"), format!("{:X}", published + 2));
 }
+
+#[test]
+fn a_certificate_left_out_of_index_by_a_killed_issue_can_be_revoked_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    // The issue writes its files, then renames `serial` and last `index.txt` into place.
+    let killed = pki_killed_at_rename(&dir, &["issue-client", "orphan"], 1);
+    assert!(killed, "the kill did not land");
+    assert!(dir.join("certs/orphan.cert.pem").exists());
+    assert!(index_lines(&dir).is_empty());
+
+    let revoked = pki_ok(&dir, &["revoke", "orphan"]);
+    let next = pki_ok(&dir, &["issue-client", "next"]);
+
+    assert!(
+        revoked.stdout.contains("revoked serial 1000"),
+        "{}",
+        revoked.stdout
+    );
+    let lines = index_lines(&dir);
+    assert!(
+        lines[0].starts_with("R\t") && lines[0].ends_with("/CN=orphan"),
+        "{lines:?}"
+    );
+    assert!(crl_lists(&dir, "1000"));
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/orphan.revoked-1000.cert.pem");
+    assert!(
+        !openssl.success && openssl.stderr.contains("certificate revoked"),
+        "{}{}",
+        openssl.stdout,
+        openssl.stderr
+    );
+    assert!(next.stdout.contains("serial 1001"), "{}", next.stdout);
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "crl/o.crl.pem",
+        ],
+    );
+}
+
+#[test]
+fn revoking_a_name_whose_certificate_another_ca_issued_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let other = root.path().join("other");
+    pki_ok(
+        &other,
+        &["init", other.to_str().unwrap(), "--key-type", "ecdsa-p256"],
+    );
+    pki_ok(&other, &["issue-client", "stranger"]);
+    std::fs::copy(
+        other.join("certs/stranger.cert.pem"),
+        dir.join("certs/stranger.cert.pem"),
+    )
+    .unwrap();
+    let before = snapshot(&dir);
+
+    let refused = pki_err(&dir, &["revoke", "stranger"]);
+
+    assert!(refused.contains("was not issued by the CA"), "{refused}");
+    assert!(
+        snapshot(&dir) == before,
+        "the refused revoke changed the directory"
+    );
+}

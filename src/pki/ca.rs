@@ -640,8 +640,8 @@ impl Ca {
     /// wrote and restores `serial`, so the directory is as it was.
     ///
     /// A run killed after writing files but before `index.txt` leaves them without an index
-    /// line (and `certs/NAME.cert.pem` then blocks NAME: move those files away by hand); the
-    /// next run skips a serial whose `newcerts/SERIAL.pem` was left that way.
+    /// line; the next run skips a serial whose `newcerts/SERIAL.pem` was left that way, and
+    /// `revoke NAME` adds the certificate to `index.txt` as revoked, which frees NAME.
     #[allow(clippy::too_many_arguments)]
     fn sign_locked(
         &self,
@@ -782,6 +782,9 @@ impl Ca {
         reason: Option<RevocationReason>,
     ) -> anyhow::Result<Revocation> {
         let _lock = self.lock()?;
+        // The certificate of a NAME, kept to add it to index.txt if an interrupted issue left
+        // it without a line there.
+        let mut orphan_der = None;
         let serial = match target {
             RevokeTarget::Serial(serial) => serial.clone(),
             RevokeTarget::Name(name) => {
@@ -797,7 +800,9 @@ impl Ca {
                 let der = read_certificate_pem(&path)?;
                 let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der)
                     .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
-                Serial::from_bytes(cert.raw_serial())
+                let serial = Serial::from_bytes(cert.raw_serial());
+                orphan_der = Some(der);
+                serial
             }
         };
         let moves = match target {
@@ -805,6 +810,25 @@ impl Ca {
             RevokeTarget::Serial(_) => Vec::new(),
         };
         let mut index = Index::load(&self.dir)?;
+        if index.find_mut(&serial).is_none() {
+            let (RevokeTarget::Name(name), Some(der)) = (target, orphan_der) else {
+                bail!(
+                    "serial {serial} is not in index.txt; see `wstunnel pki list`, or revoke the \
+                     certificate by its NAME"
+                );
+            };
+            // Like `openssl ca -revoke` for a certificate missing from its database: an issue
+            // killed before index.txt leaves a signed certificate that must stay revocable.
+            let entry = self.orphan_entry(name, &der)?;
+            tracing::info!(%serial, "adding a certificate missing from index.txt");
+            index.entries.push(entry);
+            // The killed issue may not have advanced `serial` either; `openssl ca` would then
+            // pick this serial again and fail on the duplicate.
+            let serial_path = layout::serial_path(&self.dir);
+            if database::read_counter(&serial_path)? <= serial {
+                database::write_counter(&serial_path, &serial.next())?;
+            }
+        }
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
@@ -843,6 +867,40 @@ impl Ca {
             outcome,
             crl,
         })
+    }
+
+    /// The `index.txt` line (valid, to be revoked) of NAME's certificate `der`, which is not
+    /// in `index.txt`.
+    ///
+    /// # Errors
+    /// Fails if this CA did not issue it: the issuer name or the signature does not match.
+    fn orphan_entry(&self, name: &str, der: &[u8]) -> anyhow::Result<IndexEntry> {
+        let path = layout::cert_path(&self.dir, name);
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
+        let (_, ca_cert) = x509_parser::certificate::X509Certificate::from_der(&self.cert_der)
+            .map_err(|e| anyhow::anyhow!("the CA certificate does not parse: {e}"))?;
+        let signed_by_ca = cert.issuer().as_raw() == self.subject_der.as_slice()
+            && cert.verify_signature(Some(ca_cert.public_key())).is_ok();
+        if !signed_by_ca {
+            bail!(
+                "{} is not in index.txt and was not issued by the CA {}; there is nothing to \
+                 revoke here (move the file away if it does not belong to this CA)",
+                path.display(),
+                layout::ca_cert_path(&self.dir).display()
+            );
+        }
+        let subject = Subject::from_x509(cert.subject()).with_context(|| {
+            format!(
+                "cannot write the subject of {} to index.txt",
+                path.display()
+            )
+        })?;
+        Ok(IndexEntry::valid(
+            Serial::from_bytes(cert.raw_serial()),
+            cert.validity().not_after.to_datetime(),
+            subject.oneline(),
+        ))
     }
 
     /// The files of NAME that exist, each with the name it is moved aside to; refuses if any
