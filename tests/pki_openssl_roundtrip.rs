@@ -536,3 +536,45 @@ fn openssl_ca_signs_a_crl_with_our_ed25519_ca_key() {
         "{crl}"
     );
 }
+
+#[test]
+fn openssl_ca_revokes_our_certificate_whose_cn_holds_a_slash() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "n3", "--cn", "a/CN=root"]);
+
+    let revoked = openssl(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/n3.cert.pem",
+        ],
+    );
+
+    assert!(revoked.success, "{}", revoked.stderr);
+    let line = &index_lines(&dir)[0];
+    assert!(line.starts_with("R\t"), "{line}");
+    assert!(
+        line.ends_with("/O=wstunnel development/CN=a\\/CN=root"),
+        "{line}"
+    );
+}
+
+#[test]
+fn control_characters_in_a_subject_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    let tab = pki_err(&dir, &["issue-client", "t1", "--cn", "a\tb"]);
+    let newline = pki_err(&dir, &["issue-client", "t2", "--subject", "/O=x\ny/CN=t2"]);
+
+    assert!(
+        tab.contains("control character") && tab.contains("--cn"),
+        "{tab}"
+    );
+    assert!(newline.contains("control character"), "{newline}");
+    assert!(index_lines(&dir).is_empty());
+}

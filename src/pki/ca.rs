@@ -1179,6 +1179,7 @@ fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {
         subject.set(Field::CommonName, common_name);
     }
     check_common_name(&subject)?;
+    subject.check_no_control_characters()?;
     subject.to_rcgen()?;
     Ok(subject)
 }
@@ -1191,6 +1192,7 @@ fn leaf_subject(name: &str, cn: Option<&str>, subject: Option<Subject>) -> anyho
         subject.set(Field::CommonName, name);
     }
     check_common_name(&subject)?;
+    subject.check_no_control_characters()?;
     subject.to_rcgen()?;
     Ok(subject)
 }
