@@ -216,3 +216,42 @@ fn fixture_output_holds_no_lock_files() {
     assert!(locks.is_empty(), "lock files in the fixtures: {locks:?}");
     assert!(files.contains_key(Path::new("intermediate/certs/ca-chain.cert.pem")));
 }
+
+#[test]
+fn moved_fixture_cas_work_with_openssl_ca_run_from_inside_each_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let generated = root.path().join("generated");
+    let run = wstunnel(&["pki", "fixtures", generated.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let moved = root.path().join("checked-out");
+    std::fs::rename(&generated, &moved).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(moved.join("fixtures.json")).unwrap())
+            .unwrap();
+
+    for ca in [".", "intermediate", "untrusted"] {
+        let dir = moved.join(ca);
+        let cnf = std::fs::read_to_string(dir.join("openssl.cnf")).unwrap();
+
+        let gencrl = openssl(
+            &dir,
+            &[
+                "ca",
+                "-config",
+                "openssl.cnf",
+                "-gencrl",
+                "-out",
+                "crl/openssl.crl.pem",
+            ],
+        );
+
+        assert!(cnf.contains("\ndir               = .\n"), "{ca}: {cnf}");
+        assert!(!cnf.contains(root.path().to_str().unwrap()), "{ca}: {cnf}");
+        assert!(gencrl.success, "{ca}: {}", gencrl.stderr);
+    }
+    let note = manifest["note"].as_str().unwrap();
+    assert!(
+        note.contains("openssl ca -config openssl.cnf") && note.contains("from inside"),
+        "{note}"
+    );
+}
