@@ -194,6 +194,14 @@ pub struct VerifyArgs {
     /// Host name or IP address the certificate must be valid for.
     #[arg(long)]
     pub host: Option<String>,
+    /// Untrusted intermediate CA certificates (PEM) leading to the directory's CA, such as
+    /// intermediate/certs/ca-chain.cert.pem. By default the CA must have issued CERT itself.
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Another CRL to check (repeatable), such as an intermediate CA's crl/ca.crl.pem; the
+    /// directory's own CRL is always checked.
+    #[arg(long = "crl", value_name = "FILE")]
+    pub crls: Vec<PathBuf>,
 }
 
 #[derive(Args)]

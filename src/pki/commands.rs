@@ -115,7 +115,13 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
         PkiCommand::List(list) => inspect::list(&dir, list.json)?,
         PkiCommand::Inspect(args) => inspect::inspect(&args.file)?,
         PkiCommand::Verify(args) => {
-            let outcome = verify::verify(&dir, &args.cert, args.purpose, args.host.as_deref())?;
+            let options = verify::VerifyOptions {
+                purpose: args.purpose,
+                host: args.host,
+                chain: args.chain,
+                crls: args.crls,
+            };
+            let outcome = verify::verify(&dir, &args.cert, &options)?;
             println!("{outcome}");
         }
         PkiCommand::Fixtures(args) => {
