@@ -163,7 +163,7 @@ fn temporary_files_left_by_a_killed_run_are_never_listed_and_are_removed_by_the_
     }
 }
 
-/// The CRL number of `DIR/crl/ca.crl.pem`, as openssl prints it (decimal).
+/// The CRL number of `DIR/crl/ca.crl.pem` (read from `openssl crl -crlnumber`, which prints hex).
 fn crl_number(dir: &Path) -> u64 {
     let text = openssl_ok(
         dir,

@@ -196,7 +196,7 @@ impl Ca {
     /// Refuses a directory that already holds a CA, a path that is a file, a non-empty
     /// directory, or a parent that is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
-        check_new_ca_dir(dir)?;
+        check_new_ca_dir(dir, NewDirCommand::Init)?;
         check_days(options.days, "--days")?;
         let subject = init_subject(&options)?;
         let staging = Staging::begin(dir)?;
@@ -282,7 +282,7 @@ impl Ca {
     ) -> anyhow::Result<Ca> {
         layout::validate_new_name(name)?;
         self.check_name_free(name)?;
-        check_new_ca_dir(build_dir)?;
+        check_new_ca_dir(build_dir, NewDirCommand::Init)?;
         let validity = days_from_now(options.days)?;
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
@@ -1111,8 +1111,16 @@ fn read_crl_der(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(block.into_contents())
 }
 
-/// Refuses a path that is a file or a directory that already holds a CA.
-pub(crate) fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
+/// The command that creates a new CA directory, named in its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NewDirCommand {
+    Init,
+    Fixtures,
+}
+
+/// Refuses a path that is a file or a directory that already holds a CA, naming `command`
+/// in the advice.
+pub(crate) fn check_new_ca_dir(dir: &Path, command: NewDirCommand) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "{} exists and is not a directory; pick a directory for the CA",
@@ -1125,13 +1133,21 @@ pub(crate) fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
         layout::index_path(dir),
     ] {
         if marker.exists() {
-            bail!(
-                "{} already holds a CA ({} exists); use it with --dir {}, or give `pki init` an \
-                 empty directory",
-                dir.display(),
-                marker.display(),
-                dir.display()
-            );
+            match command {
+                NewDirCommand::Init => bail!(
+                    "{} already holds a CA ({} exists); use it with --dir {}, or give `pki \
+                     init` an empty directory",
+                    dir.display(),
+                    marker.display(),
+                    dir.display()
+                ),
+                NewDirCommand::Fixtures => bail!(
+                    "{} already holds a CA ({} exists); give `pki fixtures` a new or empty \
+                     directory (or remove the old fixtures first)",
+                    dir.display(),
+                    marker.display()
+                ),
+            }
         }
     }
     Ok(())

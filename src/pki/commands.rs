@@ -96,7 +96,7 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "wrote {} (CRL number {}, {} revoked)",
+                "wrote {} (CRL number 0x{}, {} revoked)",
                 crl.path.display(),
                 crl.number,
                 crl.revoked
@@ -105,7 +105,7 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
         PkiCommand::GenCrl(gen_crl) => {
             let crl = Ca::open(&dir, passin)?.gen_crl(gen_crl.days)?;
             println!(
-                "wrote {} (CRL number {}, {} revoked, next update in {} days)",
+                "wrote {} (CRL number 0x{}, {} revoked, next update in {} days)",
                 crl.path.display(),
                 crl.number,
                 crl.revoked,

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use time::{Date, Month, OffsetDateTime};
 
-use super::ca::{SanPolicy, check_new_ca_dir, now_seconds};
+use super::ca::{NewDirCommand, SanPolicy, check_new_ca_dir, now_seconds};
 use super::fsutil::{FileMode, write_atomic};
 use super::staging::Staging;
 use super::{
@@ -101,7 +101,7 @@ const FIXTURES_NOTE: &str = "Each CA directory (., intermediate, untrusted) has 
 /// Fails if `out` holds a CA or other files, or its parent cannot be written; nothing is left
 /// behind then.
 pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
-    check_new_ca_dir(out)?;
+    check_new_ca_dir(out, NewDirCommand::Fixtures)?;
     let staging = Staging::begin(out)?;
     let build = staging.path().to_path_buf();
     let target = staging.target().to_path_buf();

@@ -130,9 +130,12 @@ impl DirLock {
             .mode(0o644)
             .open(path)
             .with_context(|| {
+                let dir = path.parent().unwrap_or(Path::new("."));
                 format!(
-                    "cannot open the lock file {} (is the directory writable?)",
-                    path.display()
+                    "cannot open the lock file {}; check that you may write to {dir} (`ls -ld \
+                     {dir}` for the owner and mode, `lsattr -d {dir}` for the immutable flag)",
+                    path.display(),
+                    dir = dir.display()
                 )
             })?;
         file.lock()

@@ -176,6 +176,8 @@ pub fn verify(dir: &Path, cert_path: &Path, options: &VerifyOptions) -> anyhow::
             .map_err(rejection)?;
     }
 
+    check_index_agrees(dir, cert_path, &leaf, &ca_der, &crl_path)?;
+
     let revocation_note = if crls.is_empty() {
         format!(
             " (no CRL at {}: revocation not checked; run `wstunnel pki gen-crl`)",
@@ -198,6 +200,46 @@ pub fn verify(dir: &Path, cert_path: &Path, options: &VerifyOptions) -> anyhow::
             Profile::Client => "client",
         }
     ))
+}
+
+/// Refuses a certificate of this CA that `index.txt` marks revoked while the CRL does not
+/// list it yet (what `openssl ca -revoke` without `-gencrl` leaves): peers that check the CRL
+/// still accept it. A missing or damaged `index.txt` is skipped (the CRL decided already).
+///
+/// # Errors
+/// Says that the revocation is not published and to run `wstunnel pki gen-crl`.
+fn check_index_agrees(
+    dir: &Path,
+    cert_path: &Path,
+    leaf: &X509Certificate<'_>,
+    ca_der: &[u8],
+    crl_path: &Path,
+) -> anyhow::Result<()> {
+    let Ok((_, ca_cert)) = X509Certificate::from_der(ca_der) else {
+        return Ok(());
+    };
+    // Serials are only unique per CA: a certificate through an intermediate is not in this
+    // index.txt.
+    if leaf.issuer().as_raw() != ca_cert.subject().as_raw() {
+        return Ok(());
+    }
+    let Ok(mut index) = super::database::Index::load(dir) else {
+        return Ok(());
+    };
+    let serial = super::database::Serial::from_bytes(leaf.raw_serial());
+    let revoked_in_index = index
+        .find_mut(&serial)
+        .is_some_and(|entry| entry.status == super::database::Status::Revoked);
+    if revoked_in_index {
+        bail!(
+            "{} (serial {serial}) is marked revoked in {}, but the CRL {} does not list it yet, \
+             so peers still accept it; run `wstunnel pki gen-crl` to publish the revocation",
+            cert_path.display(),
+            layout::index_path(dir).display(),
+            crl_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The certificates of a PEM chain file (intermediates; a root in it is harmless).
