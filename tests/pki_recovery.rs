@@ -364,3 +364,25 @@ fn revoking_a_name_whose_certificate_another_ca_issued_is_refused() {
         "the refused revoke changed the directory"
     );
 }
+
+#[test]
+fn a_certificate_file_left_out_of_index_can_be_revoked_with_cert() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let killed = pki_killed_at_rename(&dir, &["issue-client", "lost"], 1);
+    assert!(killed, "the kill did not land");
+    let copy = root.path().join("lost-copy.pem");
+    std::fs::copy(dir.join("certs/lost.cert.pem"), &copy).unwrap();
+
+    let revoked = pki_ok(&dir, &["revoke", "--cert", copy.to_str().unwrap()]);
+    let again = pki_err(&dir, &["revoke", "--cert", copy.to_str().unwrap()]);
+
+    assert!(
+        revoked.stdout.contains("revoked serial 1000"),
+        "{}",
+        revoked.stdout
+    );
+    assert!(index_lines(&dir)[0].starts_with("R\t"));
+    assert!(crl_lists(&dir, "1000"));
+    assert!(again.contains("already revoked and listed"), "{again}");
+}

@@ -156,6 +156,8 @@ pub enum RevokeTarget {
     Name(String),
     /// Any certificate in `index.txt`.
     Serial(Serial),
+    /// A certificate file this CA issued, wherever it is; nothing is moved aside.
+    File(PathBuf),
 }
 
 /// A CRL that was written.
@@ -787,9 +789,14 @@ impl Ca {
         let mut orphan_der = None;
         let serial = match target {
             RevokeTarget::Serial(serial) => serial.clone(),
-            RevokeTarget::Name(name) => {
-                layout::validate_name(name)?;
-                let path = layout::cert_path(&self.dir, name);
+            RevokeTarget::Name(_) | RevokeTarget::File(_) => {
+                let path = match target {
+                    RevokeTarget::Name(name) => {
+                        layout::validate_name(name)?;
+                        layout::cert_path(&self.dir, name)
+                    }
+                    _ => self.revoke_file_path(target),
+                };
                 if !path.exists() {
                     bail!(
                         "{} does not exist; see `wstunnel pki list` for what was issued, or \
@@ -807,19 +814,19 @@ impl Ca {
         };
         let moves = match target {
             RevokeTarget::Name(name) => self.aside_moves(name, &serial)?,
-            RevokeTarget::Serial(_) => Vec::new(),
+            RevokeTarget::Serial(_) | RevokeTarget::File(_) => Vec::new(),
         };
         let mut index = Index::load(&self.dir)?;
         if index.find_mut(&serial).is_none() {
-            let (RevokeTarget::Name(name), Some(der)) = (target, orphan_der) else {
+            let Some(der) = orphan_der else {
                 bail!(
                     "serial {serial} is not in index.txt; see `wstunnel pki list`, or revoke the \
-                     certificate by its NAME"
+                     certificate by its NAME or --cert FILE"
                 );
             };
             // Like `openssl ca -revoke` for a certificate missing from its database: an issue
             // killed before index.txt leaves a signed certificate that must stay revocable.
-            let entry = self.orphan_entry(name, &der)?;
+            let entry = self.orphan_entry(&self.revoke_file_path(target), &der)?;
             tracing::info!(%serial, "adding a certificate missing from index.txt");
             index.entries.push(entry);
             // The killed issue may not have advanced `serial` either; `openssl ca` would then
@@ -836,7 +843,7 @@ impl Ca {
         let (outcome, crl) = if entry.status == Status::Revoked {
             let listed = self.crl_lists(&serial);
             match target {
-                RevokeTarget::Serial(_) if listed => bail!(
+                RevokeTarget::Serial(_) | RevokeTarget::File(_) if listed => bail!(
                     "serial {serial} ({}) is already revoked and listed in {}; nothing to do \
                      (`wstunnel pki gen-crl` writes a fresh CRL)",
                     entry.subject,
@@ -869,13 +876,21 @@ impl Ca {
         })
     }
 
-    /// The `index.txt` line (valid, to be revoked) of NAME's certificate `der`, which is not
-    /// in `index.txt`.
+    /// The certificate file a NAME or file target names (empty for a serial).
+    fn revoke_file_path(&self, target: &RevokeTarget) -> PathBuf {
+        match target {
+            RevokeTarget::Name(name) => layout::cert_path(&self.dir, name),
+            RevokeTarget::File(path) => path.clone(),
+            RevokeTarget::Serial(_) => PathBuf::new(),
+        }
+    }
+
+    /// The `index.txt` line (valid, to be revoked) of the certificate `der` read from `path`,
+    /// which is not in `index.txt`.
     ///
     /// # Errors
     /// Fails if this CA did not issue it: the issuer name or the signature does not match.
-    fn orphan_entry(&self, name: &str, der: &[u8]) -> anyhow::Result<IndexEntry> {
-        let path = layout::cert_path(&self.dir, name);
+    fn orphan_entry(&self, path: &Path, der: &[u8]) -> anyhow::Result<IndexEntry> {
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
             .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
         let (_, ca_cert) = x509_parser::certificate::X509Certificate::from_der(&self.cert_der)

@@ -154,11 +154,15 @@ pub struct SignCsrArgs {
 #[derive(Args)]
 pub struct RevokeArgs {
     /// NAME of the certificate (certs/NAME.cert.pem).
-    #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+    #[arg(required_unless_present_any = ["serial", "cert"], conflicts_with_all = ["serial", "cert"])]
     pub name: Option<String>,
     /// Serial number in hex, as in index.txt.
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", conflicts_with = "cert")]
     pub serial: Option<String>,
+    /// A certificate file of this CA, anywhere (like `openssl ca -revoke FILE`); its files in
+    /// the CA directory are not moved aside.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// RFC 5280 reason.
     #[arg(long, value_enum)]
     pub reason: Option<RevocationReason>,

@@ -72,12 +72,15 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
             print_issued(&issued, false)?;
         }
         PkiCommand::Revoke(revoke) => {
-            let target = match (revoke.name, revoke.serial) {
-                (_, Some(serial)) => {
+            let target = match (revoke.name, revoke.serial, revoke.cert) {
+                (_, Some(serial), _) => {
                     RevokeTarget::Serial(Serial::parse_hex(&serial).context("--serial")?)
                 }
-                (Some(name), None) => RevokeTarget::Name(name),
-                (None, None) => bail!("give the NAME to revoke or --serial HEX"),
+                (_, None, Some(cert)) => RevokeTarget::File(cert),
+                (Some(name), None, None) => RevokeTarget::Name(name),
+                (None, None, None) => {
+                    bail!("give the NAME to revoke, --serial HEX or --cert FILE")
+                }
             };
             let ca = Ca::open(&dir, passin)?;
             let Revocation {
