@@ -69,8 +69,9 @@ fn list_shows_valid_revoked_and_expired_certificates_with_their_files() {
         ("revoked".into(), "affiliationChanged".into())
     );
     assert_eq!(field(2, "status"), "expired");
-    assert!(field(0, "file").ends_with("certs/wstunnel-server.cert.pem"));
-    assert!(field(1, "file").ends_with("certs/alice.revoked-1001.cert.pem"));
+    // Relative to DIR, like the table.
+    assert_eq!(field(0, "file"), "certs/wstunnel-server.cert.pem");
+    assert_eq!(field(1, "file"), "certs/alice.revoked-1001.cert.pem");
     assert!(table.contains("revoked") && table.contains("expired") && table.contains("/CN=old"));
 }
 
@@ -130,7 +131,7 @@ fn inspect_summarises_certificates_requests_crls_and_keys() {
         "{csr}"
     );
     assert!(
-        crl.contains("number       1001")
+        crl.contains("number       0x1001")
             && crl.contains("1001  ")
             && crl.contains("KeyCompromise"),
         "{crl}"
@@ -899,11 +900,73 @@ fn gen_crl_without_a_crlnumber_file_continues_from_the_current_crl_number() {
 
     let run = pki_ok(&dir, &["gen-crl"]);
 
-    assert!(run.stdout.contains("CRL number 1003"), "{}", run.stdout);
+    assert!(run.stdout.contains("CRL number 0x1003"), "{}", run.stdout);
     let text = openssl_ok(
         &dir,
         &["crl", "-in", "crl/ca.crl.pem", "-noout", "-crlnumber"],
     );
     assert!(text.contains("crlNumber=0x1003"), "{text}");
     assert_eq!(counter(&dir, "crlnumber"), "1004");
+}
+
+#[test]
+fn verify_says_to_run_gen_crl_when_index_revokes_what_the_crl_does_not_list() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "k1"]);
+    let cert = dir.join("certs/k1.cert.pem");
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/k1.cert.pem",
+        ],
+    );
+
+    let refused = pki_err(&dir, &["verify", cert.to_str().unwrap()]);
+    pki_ok(&dir, &["gen-crl"]);
+    let revoked = pki_err(&dir, &["verify", cert.to_str().unwrap()]);
+
+    assert!(
+        refused.contains("marked revoked") && refused.contains("wstunnel pki gen-crl"),
+        "{refused}"
+    );
+    assert!(revoked.contains("is revoked in"), "{revoked}");
+}
+
+#[test]
+fn fixtures_over_an_existing_ca_name_the_fixtures_command() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    let refused = wstunnel(&["pki", "fixtures", dir.to_str().unwrap()]);
+
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("already holds a CA")
+            && refused
+                .stderr
+                .contains("give `pki fixtures` a new or empty directory")
+            && !refused.stderr.contains("pki init"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn usage_lines_show_dir_as_optional() {
+    for command in ["sign-csr", "export-p12", "revoke", "verify"] {
+        let help = wstunnel(&["pki", command, "--help"]);
+
+        let usage = help
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap();
+        assert!(!usage.contains("--dir"), "{command}: {usage}");
+        assert!(help.stdout.contains("--dir <DIR>"), "{command}");
+    }
 }

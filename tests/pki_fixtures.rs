@@ -103,7 +103,7 @@ fn every_fixture_behaves_as_its_manifest_says() {
 }
 
 #[test]
-fn our_verify_agrees_with_the_manifest_for_root_issued_fixtures() {
+fn our_verify_agrees_with_the_manifest_for_every_fixture_given_its_chain_and_crls() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("fixtures");
     let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap()]);
@@ -111,20 +111,27 @@ fn our_verify_agrees_with_the_manifest_for_root_issued_fixtures() {
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fixtures.json")).unwrap()).unwrap();
 
+    let mut chained = 0;
     for fixture in manifest["fixtures"].as_array().unwrap() {
-        if !fixture["chain"].is_null() {
-            continue; // `pki verify` checks against the directory's own CA only.
-        }
         let cert = out.join(fixture["cert"].as_str().unwrap());
         let mut args = vec![
-            "verify",
-            cert.to_str().unwrap(),
-            "--purpose",
-            fixture["purpose"].as_str().unwrap(),
+            "verify".to_owned(),
+            cert.to_str().unwrap().to_owned(),
+            "--purpose".to_owned(),
+            fixture["purpose"].as_str().unwrap().to_owned(),
         ];
         if let Some(host) = fixture["host"].as_str() {
-            args.extend(["--host", host]);
+            args.extend(["--host".to_owned(), host.to_owned()]);
         }
+        if let Some(chain) = fixture["chain"].as_str() {
+            args.extend(["--chain".to_owned(), out.join(chain).display().to_string()]);
+            chained += 1;
+        }
+        for crl in fixture["crls"].as_array().unwrap() {
+            let crl = out.join(crl.as_str().unwrap());
+            args.extend(["--crl".to_owned(), crl.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut full = vec!["pki", "--dir", out.to_str().unwrap()];
         full.extend(args);
         let run = wstunnel(&full);
@@ -155,6 +162,46 @@ fn our_verify_agrees_with_the_manifest_for_root_issued_fixtures() {
             run.stderr
         );
     }
+    assert!(chained > 0, "no fixture goes through the intermediate");
+}
+
+#[test]
+fn verify_through_an_intermediate_checks_both_crls() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("fixtures");
+    let run = wstunnel(&["pki", "fixtures", out.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let path = |relative: &str| out.join(relative).display().to_string();
+    let cert = &path("intermediate/certs/client-intermediate.cert.pem");
+    let chain = &path("intermediate/certs/ca-chain.cert.pem");
+    let intermediate_crl = &path("intermediate/crl/ca.crl.pem");
+    let with_both = pki_ok(
+        &out,
+        &["verify", cert, "--chain", chain, "--crl", intermediate_crl],
+    );
+    let without_intermediate_crl = pki_err(&out, &["verify", cert, "--chain", chain]);
+    // Revoke the intermediate CA itself in the root's CRL.
+    pki_ok(&out, &["revoke", "intermediate"]);
+
+    let intermediate_revoked = pki_err(
+        &out,
+        &["verify", cert, "--chain", chain, "--crl", intermediate_crl],
+    );
+
+    assert!(
+        with_both.stdout.contains("OK:") && with_both.stdout.contains(intermediate_crl.as_str()),
+        "{}",
+        with_both.stdout
+    );
+    assert!(
+        without_intermediate_crl.contains("revocation status is unknown")
+            && without_intermediate_crl.contains("--crl"),
+        "{without_intermediate_crl}"
+    );
+    assert!(
+        intermediate_revoked.contains("or a CA certificate of its chain is revoked"),
+        "{intermediate_revoked}"
+    );
 }
 
 #[test]
@@ -215,4 +262,43 @@ fn fixture_output_holds_no_lock_files() {
         .collect();
     assert!(locks.is_empty(), "lock files in the fixtures: {locks:?}");
     assert!(files.contains_key(Path::new("intermediate/certs/ca-chain.cert.pem")));
+}
+
+#[test]
+fn moved_fixture_cas_work_with_openssl_ca_run_from_inside_each_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let generated = root.path().join("generated");
+    let run = wstunnel(&["pki", "fixtures", generated.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let moved = root.path().join("checked-out");
+    std::fs::rename(&generated, &moved).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(moved.join("fixtures.json")).unwrap())
+            .unwrap();
+
+    for ca in [".", "intermediate", "untrusted"] {
+        let dir = moved.join(ca);
+        let cnf = std::fs::read_to_string(dir.join("openssl.cnf")).unwrap();
+
+        let gencrl = openssl(
+            &dir,
+            &[
+                "ca",
+                "-config",
+                "openssl.cnf",
+                "-gencrl",
+                "-out",
+                "crl/openssl.crl.pem",
+            ],
+        );
+
+        assert!(cnf.contains("\ndir               = .\n"), "{ca}: {cnf}");
+        assert!(!cnf.contains(root.path().to_str().unwrap()), "{ca}: {cnf}");
+        assert!(gencrl.success, "{ca}: {}", gencrl.stderr);
+    }
+    let note = manifest["note"].as_str().unwrap();
+    assert!(
+        note.contains("openssl ca -config openssl.cnf") && note.contains("from inside"),
+        "{note}"
+    );
 }

@@ -47,14 +47,23 @@ fn mode(path: &Path) -> u32 {
 /// Asserts that `dir` is a complete CA: the right modes, `openssl.cnf` naming `dir` itself,
 /// and `openssl ca -config DIR/openssl.cnf` able to sign a CRL with it.
 fn assert_complete_ca(dir: &Path) {
+    let absolute = dir.canonicalize().unwrap();
+    assert_complete_ca_with_dir(dir, &absolute.display().to_string());
+}
+
+/// Like [`assert_complete_ca`] for a fixture CA, whose `openssl.cnf` says `dir = .`.
+fn assert_complete_fixture_ca(dir: &Path) {
+    assert_complete_ca_with_dir(dir, ".");
+}
+
+fn assert_complete_ca_with_dir(dir: &Path, cnf_dir: &str) {
     assert_eq!(mode(&dir.join("private")), 0o700, "{}", dir.display());
     assert_eq!(mode(&dir.join("private/ca.key.pem")), 0o600);
     let cnf = std::fs::read_to_string(dir.join("openssl.cnf")).unwrap();
-    let absolute = dir.canonicalize().unwrap();
     assert!(
-        cnf.contains(&format!("dir               = {}\n", absolute.display())),
-        "openssl.cnf does not name {}",
-        absolute.display()
+        cnf.contains(&format!("dir               = {cnf_dir}\n")),
+        "openssl.cnf in {} does not name {cnf_dir}",
+        dir.display()
     );
     let crl = dir.parent().unwrap().join("check.crl.pem");
     openssl_ok(
@@ -79,9 +88,9 @@ fn assert_complete_fixtures(out: &Path) {
         "{} has no manifest",
         out.display()
     );
-    assert_complete_ca(out);
-    assert_complete_ca(&out.join("intermediate"));
-    assert_complete_ca(&out.join("untrusted"));
+    assert_complete_fixture_ca(out);
+    assert_complete_fixture_ca(&out.join("intermediate"));
+    assert_complete_fixture_ca(&out.join("untrusted"));
     openssl_ok(
         out,
         &[

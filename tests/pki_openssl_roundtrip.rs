@@ -482,3 +482,99 @@ fn we_issue_from_an_openssl_ca_with_a_sec1_ec_key_and_refuse_legacy_encryption_c
         "{legacy}"
     );
 }
+
+#[test]
+fn openssl_reads_our_keys_of_every_type() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let key_types = ["rsa2048", "rsa4096", "ecdsa-p256", "ecdsa-p384", "ed25519"];
+    for key_type in key_types {
+        pki_ok(&dir, &["issue-client", key_type, "--key-type", key_type]);
+    }
+
+    for key_type in key_types {
+        let key = format!("private/{key_type}.pem");
+        let read = openssl(&dir, &["pkey", "-in", &key, "-noout"]);
+
+        assert!(
+            read.success,
+            "openssl pkey cannot read {key}: {}",
+            read.stderr
+        );
+    }
+}
+
+#[test]
+fn openssl_ca_signs_a_crl_with_our_ed25519_ca_key() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ed");
+    pki_ok(
+        &dir,
+        &["init", dir.to_str().unwrap(), "--key-type", "ed25519"],
+    );
+    pki_ok(&dir, &["issue-client", "alice", "--key-type", "ed25519"]);
+    pki_ok(&dir, &["revoke", "alice"]);
+
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "crl/openssl.crl.pem",
+        ],
+    );
+
+    let crl = openssl_ok(
+        &dir,
+        &["crl", "-in", "crl/openssl.crl.pem", "-noout", "-text"],
+    );
+    assert!(
+        crl.contains("ED25519") && crl.contains("Serial Number: 1000"),
+        "{crl}"
+    );
+}
+
+#[test]
+fn openssl_ca_revokes_our_certificate_whose_cn_holds_a_slash() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "n3", "--cn", "a/CN=root"]);
+
+    let revoked = openssl(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-revoke",
+            "certs/n3.cert.pem",
+        ],
+    );
+
+    assert!(revoked.success, "{}", revoked.stderr);
+    let line = &index_lines(&dir)[0];
+    assert!(line.starts_with("R\t"), "{line}");
+    assert!(
+        line.ends_with("/O=wstunnel development/CN=a\\/CN=root"),
+        "{line}"
+    );
+}
+
+#[test]
+fn control_characters_in_a_subject_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+
+    let tab = pki_err(&dir, &["issue-client", "t1", "--cn", "a\tb"]);
+    let newline = pki_err(&dir, &["issue-client", "t2", "--subject", "/O=x\ny/CN=t2"]);
+
+    assert!(
+        tab.contains("control character") && tab.contains("--cn"),
+        "{tab}"
+    );
+    assert!(newline.contains("control character"), "{newline}");
+    assert!(index_lines(&dir).is_empty());
+}

@@ -4,6 +4,10 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use common::*;
 
 #[test]
@@ -157,4 +161,228 @@ fn temporary_files_left_by_a_killed_run_are_never_listed_and_are_removed_by_the_
     for leftover in ["certs/.tmp-killed", "private/.tmp-key", ".tmp-index"] {
         assert!(!dir.join(leftover).exists(), "{leftover} was left");
     }
+}
+
+/// The CRL number of `DIR/crl/ca.crl.pem` (read from `openssl crl -crlnumber`, which prints hex).
+fn crl_number(dir: &Path) -> u64 {
+    let text = openssl_ok(
+        dir,
+        &["crl", "-in", "crl/ca.crl.pem", "-noout", "-crlnumber"],
+    );
+    let hex = text.trim().strip_prefix("crlNumber=0x").unwrap();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// Whether `DIR/crl/ca.crl.pem` lists the hex `serial`.
+fn crl_lists(dir: &Path, serial: &str) -> bool {
+    let text = openssl_ok(dir, &["crl", "-in", "crl/ca.crl.pem", "-noout", "-text"]);
+    text.contains(&format!("Serial Number: {serial}"))
+}
+
+/// Runs `wstunnel pki ARGS --dir DIR` under strace, killing it with SIGKILL on entering its
+/// `nth` renameat call; says whether the kill landed.
+fn pki_killed_at_rename(dir: &Path, args: &[&str], nth: u32) -> bool {
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("inject=renameat:signal=SIGKILL:when={nth}"))
+        .arg(env!("CARGO_BIN_EXE_wstunnel"))
+        .arg("pki")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run strace (install it: apt-get install strace)");
+    status.signal() == Some(9) || status.code() == Some(128 + 9)
+}
+
+#[test]
+fn a_revoke_that_cannot_write_the_ca_directory_publishes_no_crl() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["issue-client", "a"]);
+    let before = snapshot(&dir);
+
+    let refused = {
+        let _ca_dir = Immutable::new(&dir);
+        pki_err(&dir, &["revoke", "a"])
+    };
+    let unchanged = snapshot(&dir) == before;
+    pki_ok(&dir, &["revoke", "a"]);
+
+    assert!(
+        refused.contains("lsattr -d") && refused.contains("chattr -i"),
+        "{refused}"
+    );
+    assert!(unchanged, "the failed revoke changed the directory");
+    assert!(index_lines(&dir)[0].starts_with("R\t"));
+    assert_eq!(crl_number(&dir), 0x1001);
+    assert!(crl_lists(&dir, "1000"));
+}
+
+#[test]
+fn a_gen_crl_that_cannot_write_the_ca_directory_leaves_the_crl_unchanged() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let before = snapshot(&dir);
+
+    let refused = {
+        let _ca_dir = Immutable::new(&dir);
+        pki_err(&dir, &["gen-crl"])
+    };
+
+    assert!(refused.contains("chattr -i"), "{refused}");
+    assert!(
+        snapshot(&dir) == before,
+        "the failed gen-crl changed the directory"
+    );
+}
+
+#[test]
+fn a_revoke_killed_between_any_two_renames_is_completed_by_the_next_revoke() {
+    // The revoke renames index.txt, crlnumber and the CRL, in that order.
+    for nth in 1..=3 {
+        let root = tempfile::tempdir().unwrap();
+        let dir = our_ca(root.path());
+        pki_ok(&dir, &["issue-client", "a"]);
+        let first_number = crl_number(&dir);
+
+        let killed = pki_killed_at_rename(&dir, &["revoke", "a"], nth);
+        let number_after_kill = crl_number(&dir);
+        let completed = pki_ok(&dir, &["revoke", "a"]);
+        let completed_number = crl_number(&dir);
+        pki_ok(&dir, &["gen-crl"]);
+
+        assert!(killed, "rename {nth}: the kill did not land");
+        assert_eq!(
+            number_after_kill, first_number,
+            "rename {nth}: a CRL was published"
+        );
+        assert!(
+            completed.stdout.contains("serial 1000"),
+            "rename {nth}: {}",
+            completed.stdout
+        );
+        assert!(completed_number > first_number, "rename {nth}");
+        assert!(
+            crl_number(&dir) > completed_number,
+            "rename {nth}: a CRL number was reused"
+        );
+        assert!(
+            crl_lists(&dir, "1000"),
+            "rename {nth}: the revocation was dropped"
+        );
+        assert!(index_lines(&dir)[0].starts_with("R\t"), "rename {nth}");
+    }
+}
+
+#[test]
+fn gen_crl_never_reuses_a_crl_number_even_when_crlnumber_lags_behind_the_crl() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    pki_ok(&dir, &["gen-crl"]);
+    pki_ok(&dir, &["gen-crl"]);
+    let published = crl_number(&dir);
+    // What a run stopped after publishing the CRL but before crlnumber leaves behind.
+    std::fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+
+    pki_ok(&dir, &["gen-crl"]);
+
+    assert_eq!(crl_number(&dir), published + 1);
+    assert_eq!(counter(&dir, "crlnumber"), format!("{:X}", published + 2));
+}
+
+#[test]
+fn a_certificate_left_out_of_index_by_a_killed_issue_can_be_revoked_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    // The issue writes its files, then renames `serial` and last `index.txt` into place.
+    let killed = pki_killed_at_rename(&dir, &["issue-client", "orphan"], 1);
+    assert!(killed, "the kill did not land");
+    assert!(dir.join("certs/orphan.cert.pem").exists());
+    assert!(index_lines(&dir).is_empty());
+
+    let revoked = pki_ok(&dir, &["revoke", "orphan"]);
+    let next = pki_ok(&dir, &["issue-client", "next"]);
+
+    assert!(
+        revoked.stdout.contains("revoked serial 1000"),
+        "{}",
+        revoked.stdout
+    );
+    let lines = index_lines(&dir);
+    assert!(
+        lines[0].starts_with("R\t") && lines[0].ends_with("/CN=orphan"),
+        "{lines:?}"
+    );
+    assert!(crl_lists(&dir, "1000"));
+    let openssl = openssl_verify_crl(&dir, "sslclient", "certs/orphan.revoked-1000.cert.pem");
+    assert!(
+        !openssl.success && openssl.stderr.contains("certificate revoked"),
+        "{}{}",
+        openssl.stdout,
+        openssl.stderr
+    );
+    assert!(next.stdout.contains("serial 1001"), "{}", next.stdout);
+    openssl_ok(
+        &dir,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "crl/o.crl.pem",
+        ],
+    );
+}
+
+#[test]
+fn revoking_a_name_whose_certificate_another_ca_issued_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let other = root.path().join("other");
+    pki_ok(
+        &other,
+        &["init", other.to_str().unwrap(), "--key-type", "ecdsa-p256"],
+    );
+    pki_ok(&other, &["issue-client", "stranger"]);
+    std::fs::copy(
+        other.join("certs/stranger.cert.pem"),
+        dir.join("certs/stranger.cert.pem"),
+    )
+    .unwrap();
+    let before = snapshot(&dir);
+
+    let refused = pki_err(&dir, &["revoke", "stranger"]);
+
+    assert!(refused.contains("was not issued by the CA"), "{refused}");
+    assert!(
+        snapshot(&dir) == before,
+        "the refused revoke changed the directory"
+    );
+}
+
+#[test]
+fn a_certificate_file_left_out_of_index_can_be_revoked_with_cert() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = our_ca(root.path());
+    let killed = pki_killed_at_rename(&dir, &["issue-client", "lost"], 1);
+    assert!(killed, "the kill did not land");
+    let copy = root.path().join("lost-copy.pem");
+    std::fs::copy(dir.join("certs/lost.cert.pem"), &copy).unwrap();
+
+    let revoked = pki_ok(&dir, &["revoke", "--cert", copy.to_str().unwrap()]);
+    let again = pki_err(&dir, &["revoke", "--cert", copy.to_str().unwrap()]);
+
+    assert!(
+        revoked.stdout.contains("revoked serial 1000"),
+        "{}",
+        revoked.stdout
+    );
+    assert!(index_lines(&dir)[0].starts_with("R\t"));
+    assert!(crl_lists(&dir, "1000"));
+    assert!(again.contains("already revoked and listed"), "{again}");
 }

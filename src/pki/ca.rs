@@ -16,8 +16,8 @@ use x509_parser::prelude::FromDer;
 
 use super::database::{self, Index, IndexEntry, RevocationReason, Serial, Status};
 use super::fsutil::{
-    DirLock, FileMode, Rollback, pem_text, remove_stale_temp_files, rename_new, write_atomic,
-    write_new,
+    DirLock, FileMode, PreparedFile, Rollback, pem_text, remove_stale_temp_files, rename_new,
+    write_atomic, write_new,
 };
 use super::keys::{self, KeyType, Passphrase};
 use super::profile::{self, AltName, IssuerInfo, Profile};
@@ -156,6 +156,8 @@ pub enum RevokeTarget {
     Name(String),
     /// Any certificate in `index.txt`.
     Serial(Serial),
+    /// A certificate file this CA issued, wherever it is; nothing is moved aside.
+    File(PathBuf),
 }
 
 /// A CRL that was written.
@@ -196,7 +198,7 @@ impl Ca {
     /// Refuses a directory that already holds a CA, a path that is a file, a non-empty
     /// directory, or a parent that is not writable; in those cases nothing is written.
     pub fn init(dir: &Path, options: InitOptions) -> anyhow::Result<Ca> {
-        check_new_ca_dir(dir)?;
+        check_new_ca_dir(dir, NewDirCommand::Init)?;
         check_days(options.days, "--days")?;
         let subject = init_subject(&options)?;
         let staging = Staging::begin(dir)?;
@@ -282,7 +284,7 @@ impl Ca {
     ) -> anyhow::Result<Ca> {
         layout::validate_new_name(name)?;
         self.check_name_free(name)?;
-        check_new_ca_dir(build_dir)?;
+        check_new_ca_dir(build_dir, NewDirCommand::Init)?;
         let validity = days_from_now(options.days)?;
         let subject = init_subject(&options)?;
         let key = options.key_type.generate()?;
@@ -640,8 +642,8 @@ impl Ca {
     /// wrote and restores `serial`, so the directory is as it was.
     ///
     /// A run killed after writing files but before `index.txt` leaves them without an index
-    /// line (and `certs/NAME.cert.pem` then blocks NAME: move those files away by hand); the
-    /// next run skips a serial whose `newcerts/SERIAL.pem` was left that way.
+    /// line; the next run skips a serial whose `newcerts/SERIAL.pem` was left that way, and
+    /// `revoke NAME` adds the certificate to `index.txt` as revoked, which frees NAME.
     #[allow(clippy::too_many_arguments)]
     fn sign_locked(
         &self,
@@ -767,10 +769,11 @@ impl Ca {
     /// again; a NAME already revoked (by `--serial` or `openssl ca -revoke`) is only moved
     /// aside.
     ///
-    /// The new CRL is written from the new index state before `index.txt` is committed, and
-    /// the files are moved last, so a failed or killed revoke leaves either nothing changed
-    /// or a state that running the same command again completes: a serial that `index.txt`
-    /// marks revoked but the current CRL does not list gets a new CRL instead of an error.
+    /// The new `index.txt`, `crlnumber` and CRL are all prepared before any is renamed into
+    /// place (in that order, see [`Ca::write_crl`]), and the files are moved last, so a failed
+    /// or killed revoke leaves either nothing changed or a state that running the same command
+    /// again completes: a serial that `index.txt` marks revoked but the current CRL does not
+    /// list gets a new CRL instead of an error.
     ///
     /// # Errors
     /// Fails if the certificate is unknown, already revoked and listed in the CRL when given
@@ -781,11 +784,19 @@ impl Ca {
         reason: Option<RevocationReason>,
     ) -> anyhow::Result<Revocation> {
         let _lock = self.lock()?;
+        // The certificate of a NAME, kept to add it to index.txt if an interrupted issue left
+        // it without a line there.
+        let mut orphan_der = None;
         let serial = match target {
             RevokeTarget::Serial(serial) => serial.clone(),
-            RevokeTarget::Name(name) => {
-                layout::validate_name(name)?;
-                let path = layout::cert_path(&self.dir, name);
+            RevokeTarget::Name(_) | RevokeTarget::File(_) => {
+                let path = match target {
+                    RevokeTarget::Name(name) => {
+                        layout::validate_name(name)?;
+                        layout::cert_path(&self.dir, name)
+                    }
+                    _ => self.revoke_file_path(target),
+                };
                 if !path.exists() {
                     bail!(
                         "{} does not exist; see `wstunnel pki list` for what was issued, or \
@@ -796,14 +807,35 @@ impl Ca {
                 let der = read_certificate_pem(&path)?;
                 let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der)
                     .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
-                Serial::from_bytes(cert.raw_serial())
+                let serial = Serial::from_bytes(cert.raw_serial());
+                orphan_der = Some(der);
+                serial
             }
         };
         let moves = match target {
             RevokeTarget::Name(name) => self.aside_moves(name, &serial)?,
-            RevokeTarget::Serial(_) => Vec::new(),
+            RevokeTarget::Serial(_) | RevokeTarget::File(_) => Vec::new(),
         };
         let mut index = Index::load(&self.dir)?;
+        if index.find_mut(&serial).is_none() {
+            let Some(der) = orphan_der else {
+                bail!(
+                    "serial {serial} is not in index.txt; see `wstunnel pki list`, or revoke the \
+                     certificate by its NAME or --cert FILE"
+                );
+            };
+            // Like `openssl ca -revoke` for a certificate missing from its database: an issue
+            // killed before index.txt leaves a signed certificate that must stay revocable.
+            let entry = self.orphan_entry(&self.revoke_file_path(target), &der)?;
+            tracing::info!(%serial, "adding a certificate missing from index.txt");
+            index.entries.push(entry);
+            // The killed issue may not have advanced `serial` either; `openssl ca` would then
+            // pick this serial again and fail on the duplicate.
+            let serial_path = layout::serial_path(&self.dir);
+            if database::read_counter(&serial_path)? <= serial {
+                database::write_counter(&serial_path, &serial.next())?;
+            }
+        }
         let Some(entry) = index.find_mut(&serial) else {
             bail!("serial {serial} is not in index.txt; see `wstunnel pki list`");
         };
@@ -811,7 +843,7 @@ impl Ca {
         let (outcome, crl) = if entry.status == Status::Revoked {
             let listed = self.crl_lists(&serial);
             match target {
-                RevokeTarget::Serial(_) if listed => bail!(
+                RevokeTarget::Serial(_) | RevokeTarget::File(_) if listed => bail!(
                     "serial {serial} ({}) is already revoked and listed in {}; nothing to do \
                      (`wstunnel pki gen-crl` writes a fresh CRL)",
                     entry.subject,
@@ -824,8 +856,8 @@ impl Ca {
             }
         } else {
             entry.revoke(now_seconds(), reason);
-            let crl = self.write_crl(&index, 30)?;
-            index.save(&self.dir)?;
+            let new_index = index.prepare(&self.dir)?;
+            let crl = self.write_crl(&index, Some(new_index), 30)?;
             (RevokeOutcome::Revoked, crl)
         };
         for (from, to) in moves {
@@ -842,6 +874,48 @@ impl Ca {
             outcome,
             crl,
         })
+    }
+
+    /// The certificate file a NAME or file target names (empty for a serial).
+    fn revoke_file_path(&self, target: &RevokeTarget) -> PathBuf {
+        match target {
+            RevokeTarget::Name(name) => layout::cert_path(&self.dir, name),
+            RevokeTarget::File(path) => path.clone(),
+            RevokeTarget::Serial(_) => PathBuf::new(),
+        }
+    }
+
+    /// The `index.txt` line (valid, to be revoked) of the certificate `der` read from `path`,
+    /// which is not in `index.txt`.
+    ///
+    /// # Errors
+    /// Fails if this CA did not issue it: the issuer name or the signature does not match.
+    fn orphan_entry(&self, path: &Path, der: &[u8]) -> anyhow::Result<IndexEntry> {
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|e| anyhow::anyhow!("{} does not parse: {e}", path.display()))?;
+        let (_, ca_cert) = x509_parser::certificate::X509Certificate::from_der(&self.cert_der)
+            .map_err(|e| anyhow::anyhow!("the CA certificate does not parse: {e}"))?;
+        let signed_by_ca = cert.issuer().as_raw() == self.subject_der.as_slice()
+            && cert.verify_signature(Some(ca_cert.public_key())).is_ok();
+        if !signed_by_ca {
+            bail!(
+                "{} is not in index.txt and was not issued by the CA {}; there is nothing to \
+                 revoke here (move the file away if it does not belong to this CA)",
+                path.display(),
+                layout::ca_cert_path(&self.dir).display()
+            );
+        }
+        let subject = Subject::from_x509(cert.subject()).with_context(|| {
+            format!(
+                "cannot write the subject of {} to index.txt",
+                path.display()
+            )
+        })?;
+        Ok(IndexEntry::valid(
+            Serial::from_bytes(cert.raw_serial()),
+            cert.validity().not_after.to_datetime(),
+            subject.oneline(),
+        ))
     }
 
     /// The files of NAME that exist, each with the name it is moved aside to; refuses if any
@@ -906,11 +980,23 @@ impl Ca {
 
     fn gen_crl_locked(&self, days: u32) -> anyhow::Result<CrlInfo> {
         let index = Index::load(&self.dir)?;
-        self.write_crl(&index, days)
+        self.write_crl(&index, None, days)
     }
 
-    /// Writes the CRL of `index` (which may hold changes not yet saved), then `crlnumber`.
-    fn write_crl(&self, index: &Index, days: u32) -> anyhow::Result<CrlInfo> {
+    /// Writes the CRL of `index`, together with `new_index` (the prepared `index.txt` of
+    /// `index` when it holds changes not yet saved) and the incremented `crlnumber`.
+    ///
+    /// Every file is prepared under a temporary name first, so a directory that refuses a file
+    /// fails the command before anything changes. They are then renamed in the order
+    /// `index.txt`, `crlnumber`, CRL, so that a run killed between two renames leaves a state
+    /// the next command completes: a revocation in `index.txt` that the CRL lacks is listed by
+    /// the next `revoke` or `gen-crl`, and a CRL number is skipped at worst, never reused.
+    fn write_crl(
+        &self,
+        index: &Index,
+        new_index: Option<PreparedFile>,
+        days: u32,
+    ) -> anyhow::Result<CrlInfo> {
         let number_path = layout::crlnumber_path(&self.dir);
         let number = self.next_crl_number()?;
         let revoked: Vec<rcgen::RevokedCertParams> = index
@@ -945,8 +1031,14 @@ impl Ca {
         let crl = params.signed_by(&issuer).context("cannot sign the CRL")?;
         let pem_text = crl.pem().context("cannot encode the CRL")?;
         let path = layout::crl_path(&self.dir);
-        write_atomic(&path, pem_text.as_bytes(), FileMode::Public)?;
-        database::write_counter(&number_path, &number.next())?;
+        let new_number = database::prepare_counter(&number_path, &number.next())?;
+        let new_crl = PreparedFile::write(&path, pem_text.as_bytes(), FileMode::Public)?;
+
+        if let Some(new_index) = new_index {
+            new_index.commit()?;
+        }
+        new_number.commit()?;
+        new_crl.commit()?;
         Ok(CrlInfo {
             path,
             number,
@@ -954,38 +1046,54 @@ impl Ca {
         })
     }
 
-    /// The next CRL number: `crlnumber`'s, or when that file is missing one more than the
-    /// current CRL's (1000 when there is no CRL either), so CRL numbers always increase.
+    /// The next CRL number: the larger of `crlnumber`'s and one more than the current CRL's
+    /// number, so CRL numbers always increase even after a run that published a CRL but was
+    /// stopped before `crlnumber` (or after `crlnumber` was restored from a backup); 1000 when
+    /// there is neither. An unreadable CRL counts only when `crlnumber` is missing too.
     fn next_crl_number(&self) -> anyhow::Result<Serial> {
         let number_path = layout::crlnumber_path(&self.dir);
-        if number_path.exists() {
-            return database::read_counter(&number_path);
-        }
         let crl_path = layout::crl_path(&self.dir);
-        if !crl_path.exists() {
-            return Ok(Serial::from_bytes(&[0x10, 0x00]));
-        }
-        let der = read_crl_der(&crl_path)?;
-        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is missing and {} does not parse ({e}), so the next CRL number is \
-                     unknown; write a number higher than any CRL issued so far into {}",
-                    number_path.display(),
-                    crl_path.display(),
-                    number_path.display()
-                )
-            })?;
-        let Some(current) = crl.crl_number() else {
-            bail!(
-                "{} is missing and {} has no CRL number; write a number higher than any CRL \
-                 issued so far into {}",
-                number_path.display(),
-                crl_path.display(),
-                number_path.display()
-            );
+        let from_file = if number_path.exists() {
+            Some(database::read_counter(&number_path)?)
+        } else {
+            None
         };
-        Ok(Serial::from_bytes(&current.to_bytes_be()).next())
+        let from_crl = if crl_path.exists() {
+            match self.current_crl_number(&crl_path) {
+                Ok(current) => Some(current.next()),
+                Err(error) if from_file.is_some() => {
+                    tracing::warn!(crl = %crl_path.display(), %error, "cannot read the current CRL's number");
+                    None
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!(
+                            "{} is missing, so the next CRL number is unknown; write a number \
+                             higher than any CRL issued so far into it",
+                            number_path.display()
+                        )
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        Ok(match (from_file, from_crl) {
+            (Some(file), Some(crl)) => file.max(crl),
+            (Some(number), None) | (None, Some(number)) => number,
+            (None, None) => Serial::from_bytes(&[0x10, 0x00]),
+        })
+    }
+
+    /// The CRL number of the CRL at `crl_path`.
+    fn current_crl_number(&self, crl_path: &Path) -> anyhow::Result<Serial> {
+        let der = read_crl_der(crl_path)?;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| anyhow::anyhow!("{} does not parse ({e})", crl_path.display()))?;
+        let Some(current) = crl.crl_number() else {
+            bail!("{} has no CRL number", crl_path.display());
+        };
+        Ok(Serial::from_bytes(&current.to_bytes_be()))
     }
 }
 
@@ -1018,8 +1126,16 @@ fn read_crl_der(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(block.into_contents())
 }
 
-/// Refuses a path that is a file or a directory that already holds a CA.
-pub(crate) fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
+/// The command that creates a new CA directory, named in its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NewDirCommand {
+    Init,
+    Fixtures,
+}
+
+/// Refuses a path that is a file or a directory that already holds a CA, naming `command`
+/// in the advice.
+pub(crate) fn check_new_ca_dir(dir: &Path, command: NewDirCommand) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "{} exists and is not a directory; pick a directory for the CA",
@@ -1032,13 +1148,21 @@ pub(crate) fn check_new_ca_dir(dir: &Path) -> anyhow::Result<()> {
         layout::index_path(dir),
     ] {
         if marker.exists() {
-            bail!(
-                "{} already holds a CA ({} exists); use it with --dir {}, or give `pki init` an \
-                 empty directory",
-                dir.display(),
-                marker.display(),
-                dir.display()
-            );
+            match command {
+                NewDirCommand::Init => bail!(
+                    "{} already holds a CA ({} exists); use it with --dir {}, or give `pki \
+                     init` an empty directory",
+                    dir.display(),
+                    marker.display(),
+                    dir.display()
+                ),
+                NewDirCommand::Fixtures => bail!(
+                    "{} already holds a CA ({} exists); give `pki fixtures` a new or empty \
+                     directory (or remove the old fixtures first)",
+                    dir.display(),
+                    marker.display()
+                ),
+            }
         }
     }
     Ok(())
@@ -1086,6 +1210,7 @@ fn init_subject(options: &InitOptions) -> anyhow::Result<Subject> {
         subject.set(Field::CommonName, common_name);
     }
     check_common_name(&subject)?;
+    subject.check_no_control_characters()?;
     subject.to_rcgen()?;
     Ok(subject)
 }
@@ -1098,6 +1223,7 @@ fn leaf_subject(name: &str, cn: Option<&str>, subject: Option<Subject>) -> anyho
         subject.set(Field::CommonName, name);
     }
     check_common_name(&subject)?;
+    subject.check_no_control_characters()?;
     subject.to_rcgen()?;
     Ok(subject)
 }

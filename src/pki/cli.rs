@@ -154,11 +154,15 @@ pub struct SignCsrArgs {
 #[derive(Args)]
 pub struct RevokeArgs {
     /// NAME of the certificate (certs/NAME.cert.pem).
-    #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+    #[arg(required_unless_present_any = ["serial", "cert"], conflicts_with_all = ["serial", "cert"])]
     pub name: Option<String>,
     /// Serial number in hex, as in index.txt.
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", conflicts_with = "cert")]
     pub serial: Option<String>,
+    /// A certificate file of this CA, anywhere (like `openssl ca -revoke FILE`); its files in
+    /// the CA directory are not moved aside.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// RFC 5280 reason.
     #[arg(long, value_enum)]
     pub reason: Option<RevocationReason>,
@@ -194,6 +198,14 @@ pub struct VerifyArgs {
     /// Host name or IP address the certificate must be valid for.
     #[arg(long)]
     pub host: Option<String>,
+    /// Untrusted intermediate CA certificates (PEM) leading to the directory's CA, such as
+    /// intermediate/certs/ca-chain.cert.pem. By default the CA must have issued CERT itself.
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Another CRL to check (repeatable), such as an intermediate CA's crl/ca.crl.pem; the
+    /// directory's own CRL is always checked.
+    #[arg(long = "crl", value_name = "FILE")]
+    pub crls: Vec<PathBuf>,
 }
 
 #[derive(Args)]

@@ -72,12 +72,15 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
             print_issued(&issued, false)?;
         }
         PkiCommand::Revoke(revoke) => {
-            let target = match (revoke.name, revoke.serial) {
-                (_, Some(serial)) => {
+            let target = match (revoke.name, revoke.serial, revoke.cert) {
+                (_, Some(serial), _) => {
                     RevokeTarget::Serial(Serial::parse_hex(&serial).context("--serial")?)
                 }
-                (Some(name), None) => RevokeTarget::Name(name),
-                (None, None) => bail!("give the NAME to revoke or --serial HEX"),
+                (_, None, Some(cert)) => RevokeTarget::File(cert),
+                (Some(name), None, None) => RevokeTarget::Name(name),
+                (None, None, None) => {
+                    bail!("give the NAME to revoke, --serial HEX or --cert FILE")
+                }
             };
             let ca = Ca::open(&dir, passin)?;
             let Revocation {
@@ -96,7 +99,7 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "wrote {} (CRL number {}, {} revoked)",
+                "wrote {} (CRL number 0x{}, {} revoked)",
                 crl.path.display(),
                 crl.number,
                 crl.revoked
@@ -105,7 +108,7 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
         PkiCommand::GenCrl(gen_crl) => {
             let crl = Ca::open(&dir, passin)?.gen_crl(gen_crl.days)?;
             println!(
-                "wrote {} (CRL number {}, {} revoked, next update in {} days)",
+                "wrote {} (CRL number 0x{}, {} revoked, next update in {} days)",
                 crl.path.display(),
                 crl.number,
                 crl.revoked,
@@ -115,7 +118,13 @@ pub fn run(args: PkiArgs) -> anyhow::Result<()> {
         PkiCommand::List(list) => inspect::list(&dir, list.json)?,
         PkiCommand::Inspect(args) => inspect::inspect(&args.file)?,
         PkiCommand::Verify(args) => {
-            let outcome = verify::verify(&dir, &args.cert, args.purpose, args.host.as_deref())?;
+            let options = verify::VerifyOptions {
+                purpose: args.purpose,
+                host: args.host,
+                chain: args.chain,
+                crls: args.crls,
+            };
+            let outcome = verify::verify(&dir, &args.cert, &options)?;
             println!("{outcome}");
         }
         PkiCommand::Fixtures(args) => {

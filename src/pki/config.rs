@@ -29,6 +29,16 @@ pub fn openssl_cnf(dir: &Path) -> anyhow::Result<String> {
     Ok(TEMPLATE.replace("@DIR@", dir))
 }
 
+/// The walkthrough's file for a directory that is checked in or moved: `dir = .`, which
+/// OpenSSL resolves from the working directory, so `openssl ca -config openssl.cnf` must run
+/// from inside the CA directory (a comment at the top says so).
+pub fn relative_openssl_cnf() -> String {
+    let header = "# `dir = .`: run `openssl ca -config openssl.cnf` from inside this directory \
+                  (OpenSSL resolves `.`\n# from the working directory, so this file works \
+                  wherever the directory is checked out).\n";
+    format!("{header}{}", TEMPLATE.replace("@DIR@", "."))
+}
+
 const TEMPLATE: &str = r#"# Written by `wstunnel pki init`: the OpenSSL CA walkthrough's configuration.
 # `openssl ca -config THIS_FILE ...` works on this directory alongside `wstunnel pki`.
 

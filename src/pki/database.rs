@@ -9,12 +9,28 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use time::OffsetDateTime;
 
-use super::fsutil::{FileMode, write_atomic};
+use super::fsutil::{FileMode, PreparedFile};
 use super::layout;
 
 /// A certificate serial or CRL number: a non-negative integer as big-endian bytes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Serial(Vec<u8>);
+
+impl Ord for Serial {
+    /// Numeric order: the bytes carry no leading zeros, so a longer number is larger.
+    fn cmp(&self, other: &Serial) -> std::cmp::Ordering {
+        self.0
+            .len()
+            .cmp(&other.0.len())
+            .then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Serial {
+    fn partial_cmp(&self, other: &Serial) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Serial {
     /// From big-endian bytes (leading zero bytes are dropped).
@@ -311,12 +327,20 @@ impl Index {
     /// # Errors
     /// Fails if the file cannot be replaced.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        self.prepare(dir)?.commit()
+    }
+
+    /// The new `index.txt`, written under a temporary name until committed.
+    ///
+    /// # Errors
+    /// Fails if the directory is not writable; `index.txt` is then unchanged.
+    pub fn prepare(&self, dir: &Path) -> anyhow::Result<PreparedFile> {
         let mut text = String::new();
         for entry in &self.entries {
             text.push_str(&entry.render());
             text.push('\n');
         }
-        write_atomic(&layout::index_path(dir), text.as_bytes(), FileMode::Public)
+        PreparedFile::write(&layout::index_path(dir), text.as_bytes(), FileMode::Public)
     }
 
     /// The entry with this serial.
@@ -346,7 +370,15 @@ pub fn read_counter(path: &Path) -> anyhow::Result<Serial> {
 /// # Errors
 /// Fails if the file cannot be replaced.
 pub fn write_counter(path: &Path, value: &Serial) -> anyhow::Result<()> {
-    write_atomic(path, format!("{value}\n").as_bytes(), FileMode::Public)
+    prepare_counter(path, value)?.commit()
+}
+
+/// The new version of a counter file, written under a temporary name until committed.
+///
+/// # Errors
+/// Fails if the directory is not writable; the file is then unchanged.
+pub fn prepare_counter(path: &Path, value: &Serial) -> anyhow::Result<PreparedFile> {
+    PreparedFile::write(path, format!("{value}\n").as_bytes(), FileMode::Public)
 }
 
 /// Parses OpenSSL's `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ` (GeneralizedTime).
@@ -409,6 +441,12 @@ impl FromStr for Serial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_compare_as_numbers() {
+        assert!(Serial::parse_hex("1000").unwrap() > Serial::parse_hex("FF").unwrap());
+        assert!(Serial::parse_hex("1001").unwrap() > Serial::parse_hex("1000").unwrap());
+    }
 
     #[test]
     fn serial_is_written_like_openssl() {

@@ -11,12 +11,12 @@ use std::path::Path;
 use anyhow::Context;
 use time::{Date, Month, OffsetDateTime};
 
-use super::ca::{SanPolicy, check_new_ca_dir, now_seconds};
+use super::ca::{NewDirCommand, SanPolicy, check_new_ca_dir, now_seconds};
 use super::fsutil::{FileMode, write_atomic};
 use super::staging::Staging;
 use super::{
     Ca, InitOptions, IssueRequest, KeyType, Profile, RevocationReason, RevokeTarget, Validity,
-    layout,
+    config, layout,
 };
 
 /// Days the fixture CA certificates last (40 years).
@@ -79,11 +79,18 @@ pub struct Fixture {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Manifest {
     pub generator: String,
+    /// How to use the CA directories with `openssl ca`.
+    pub note: String,
     pub key_type: KeyType,
     pub trust_anchor: String,
     pub crl: String,
     pub fixtures: Vec<Fixture>,
 }
+
+/// The manifest's `note`.
+const FIXTURES_NOTE: &str = "Each CA directory (., intermediate, untrusted) has an openssl.cnf \
+    with `dir = .`: run `openssl ca -config openssl.cnf ...` from inside that directory. Paths \
+    in this file are relative to the directory holding it.";
 
 /// Generates the matrix into `out` (which must be missing or an empty directory) and writes
 /// `out/fixtures.json`. Everything is built in a hidden sibling of `out` and renamed to `out`
@@ -94,7 +101,7 @@ pub struct Manifest {
 /// Fails if `out` holds a CA or other files, or its parent cannot be written; nothing is left
 /// behind then.
 pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
-    check_new_ca_dir(out)?;
+    check_new_ca_dir(out, NewDirCommand::Fixtures)?;
     let staging = Staging::begin(out)?;
     let build = staging.path().to_path_buf();
     let target = staging.target().to_path_buf();
@@ -322,6 +329,7 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
 
     let manifest = Manifest {
         generator: format!("wstunnel {} pki fixtures", env!("CARGO_PKG_VERSION")),
+        note: FIXTURES_NOTE.to_owned(),
         key_type,
         trust_anchor: anchor,
         crl: root_crl,
@@ -333,9 +341,12 @@ pub fn generate(out: &Path, key_type: KeyType) -> anyhow::Result<Manifest> {
         format!("{json}\n").as_bytes(),
         FileMode::Public,
     )?;
-    // Every command on these CAs has finished, so nothing holds their locks any more.
+    // Every command on these CAs has finished, so nothing holds their locks any more; and
+    // the output is checked in or moved, so no file may name where it was generated.
+    let cnf = config::relative_openssl_cnf();
     for dir in [ca.dir(), untrusted.dir(), intermediate.dir()] {
         remove_lock_file(dir)?;
+        write_atomic(&layout::config_path(dir), cnf.as_bytes(), FileMode::Public)?;
     }
     staging.commit()?;
     Ok(manifest)

@@ -33,21 +33,65 @@ impl FileMode {
 /// Fails, naming `path`, if the directory is not writable or the disk is full; `path` is then
 /// unchanged.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Result<()> {
+    PreparedFile::write(path, contents, mode)?.commit()
+}
+
+/// A new version of a file, written and synced under a temporary name beside it and put in
+/// place by [`PreparedFile::commit`]. Dropping it uncommitted removes the temporary file, so a
+/// command can prepare every file it changes first and fail before changing any of them.
+pub struct PreparedFile {
+    temp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl PreparedFile {
+    /// Writes the temporary file for `path`.
+    ///
+    /// # Errors
+    /// Fails, naming the directory and what to check, if it is not writable or the disk is
+    /// full; nothing visible changes then.
+    pub fn write(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Result<PreparedFile> {
+        let mut temp = create_temp(path, mode)?;
+        temp.write_all(contents)
+            .and_then(|()| temp.as_file().sync_all())
+            .with_context(|| format!("cannot write {} (is the disk full?)", path.display()))?;
+        Ok(PreparedFile {
+            temp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Renames the temporary file over the final path.
+    ///
+    /// # Errors
+    /// Fails naming the file if the rename fails; the old file is then unchanged.
+    pub fn commit(self) -> anyhow::Result<()> {
+        let PreparedFile { temp, path } = self;
+        temp.persist(&path)
+            .map_err(|error| error.error)
+            .with_context(|| format!("cannot rename a temporary file to {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// A temporary file beside `path`, with an error that says what to check when the directory
+/// refuses it (permissions, owner, or the immutable flag that `chattr +i` sets).
+fn create_temp(path: &Path, mode: FileMode) -> anyhow::Result<tempfile::NamedTempFile> {
     let parent = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let mut temp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .permissions(fs::Permissions::from_mode(mode.bits()))
         .tempfile_in(parent)
-        .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
-    temp.write_all(contents)
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path)
-        .map_err(|error| error.error)
-        .with_context(|| format!("cannot rename a temporary file to {}", path.display()))?;
-    Ok(())
+        .with_context(|| {
+            format!(
+                "cannot create a file in {dir}; check that you may write there (`ls -ld {dir}` \
+                 for the owner and mode, `lsattr -d {dir}` for the immutable flag, which \
+                 `chattr -i {dir}` clears)",
+                dir = parent.display()
+            )
+        })
 }
 
 /// Like [`write_atomic`] but refuses to replace an existing file.
@@ -55,14 +99,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Res
 /// # Errors
 /// Fails if `path` exists (naming it) or cannot be written.
 pub fn write_new(path: &Path, contents: &[u8], mode: FileMode) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(mode.bits()))
-        .tempfile_in(parent)
-        .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
+    let mut temp = create_temp(path, mode)?;
     temp.write_all(contents)
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -93,9 +130,12 @@ impl DirLock {
             .mode(0o644)
             .open(path)
             .with_context(|| {
+                let dir = path.parent().unwrap_or(Path::new("."));
                 format!(
-                    "cannot open the lock file {} (is the directory writable?)",
-                    path.display()
+                    "cannot open the lock file {}; check that you may write to {dir} (`ls -ld \
+                     {dir}` for the owner and mode, `lsattr -d {dir}` for the immutable flag)",
+                    path.display(),
+                    dir = dir.display()
                 )
             })?;
         file.lock()

@@ -25,7 +25,7 @@ struct ListRow {
 }
 
 /// Prints every certificate of `index.txt` with its effective status (a valid certificate
-/// past its not-after is shown as expired) and the file that holds it.
+/// past its not-after is shown as expired) and the file that holds it, relative to `dir`.
 ///
 /// # Errors
 /// Fails if `index.txt` is missing or damaged.
@@ -51,10 +51,15 @@ pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
             revoked_at: entry.revoked.map(|(time, _)| time),
             reason: entry.revoked.and_then(|(_, reason)| reason),
             subject: entry.subject.clone(),
-            file: files.get(&entry.serial).cloned().or_else(|| {
-                let copy = layout::newcert_path(dir, &entry.serial.to_string());
-                copy.exists().then_some(copy)
-            }),
+            // Relative to DIR, in the text and the JSON alike.
+            file: files
+                .get(&entry.serial)
+                .cloned()
+                .or_else(|| {
+                    let copy = layout::newcert_path(dir, &entry.serial.to_string());
+                    copy.exists().then_some(copy)
+                })
+                .map(|f| f.strip_prefix(dir).map(Path::to_path_buf).unwrap_or(f)),
         })
         .collect();
     if json {
@@ -80,7 +85,7 @@ pub fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
         let file = row
             .file
             .as_deref()
-            .map(|f| f.strip_prefix(dir).unwrap_or(f).display().to_string())
+            .map(|f| f.display().to_string())
             .unwrap_or_else(|| "-".to_owned());
         println!(
             "{:<8} {:<8} {:<11} {:<width$} {file}",
@@ -226,7 +231,7 @@ fn crl_summary(der: &[u8]) -> anyhow::Result<String> {
     writeln!(out, "certificate revocation list")?;
     writeln!(out, "  issuer       {}", crl.issuer())?;
     if let Some(number) = crl.crl_number() {
-        writeln!(out, "  number       {number:X}")?;
+        writeln!(out, "  number       0x{number:X}")?;
     }
     writeln!(
         out,

@@ -206,8 +206,9 @@ fn sec1_to_pkcs8(der: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// # Errors
 /// Fails only if the crypto library fails.
 pub fn key_to_pem(pkcs8_der: &[u8], passphrase: Option<&Passphrase>) -> anyhow::Result<String> {
+    let v1 = pkcs8_v1(pkcs8_der)?;
     let Some(passphrase) = passphrase else {
-        return Ok(super::fsutil::pem_text("PRIVATE KEY", pkcs8_der));
+        return Ok(super::fsutil::pem_text("PRIVATE KEY", &v1));
     };
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
@@ -216,7 +217,7 @@ pub fn key_to_pem(pkcs8_der: &[u8], passphrase: Option<&Passphrase>) -> anyhow::
         .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
     let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(100_000, &salt, &iv)
         .map_err(|e| anyhow::anyhow!("cannot set up key encryption: {e}"))?;
-    let info = pkcs8::PrivateKeyInfo::try_from(pkcs8_der)
+    let info = pkcs8::PrivateKeyInfo::try_from(v1.as_slice())
         .map_err(|e| anyhow::anyhow!("the key is not valid PKCS#8: {e}"))?;
     let encrypted = info
         .encrypt_with_params(params, passphrase.as_str())
@@ -225,6 +226,18 @@ pub fn key_to_pem(pkcs8_der: &[u8], passphrase: Option<&Passphrase>) -> anyhow::
         "ENCRYPTED PRIVATE KEY",
         encrypted.as_bytes(),
     ))
+}
+
+/// The key as PKCS#8 v1 (RFC 5208 PrivateKeyInfo, without the public key), the only form
+/// OpenSSL 3.0 reads for Ed25519; a v2 key (RFC 5958, as Ed25519 keys are generated) loses
+/// its optional public key, which is derived from the private key anyway.
+fn pkcs8_v1(pkcs8_der: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use pkcs8::der::Encode;
+    let mut info = pkcs8::PrivateKeyInfo::try_from(pkcs8_der)
+        .map_err(|e| anyhow::anyhow!("the key is not valid PKCS#8: {e}"))?;
+    info.public_key = None;
+    info.to_der()
+        .map_err(|e| anyhow::anyhow!("cannot encode the key as PKCS#8: {e}"))
 }
 
 /// The key type of a key pair, when it is one we generate.
@@ -287,6 +300,29 @@ mod tests {
         assert!(Passphrase::parse("literal").is_err());
         assert!(Passphrase::parse("pass:").is_err());
         assert!(Passphrase::parse("env:WSTUNNEL_TEST_SURELY_UNSET_VARIABLE").is_err());
+    }
+
+    #[test]
+    fn keys_are_written_as_pkcs8_v1_without_the_public_key() {
+        for key_type in [KeyType::Rsa2048, KeyType::EcdsaP256, KeyType::Ed25519] {
+            let key = key_type.generate().unwrap();
+
+            let pem = key_to_pem(key.serialized_der(), None).unwrap();
+
+            let der = pem::parse(pem).unwrap().into_contents();
+            let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+            assert_eq!(info.version(), pkcs8::Version::V1, "{key_type}");
+        }
+    }
+
+    #[test]
+    fn pkcs8_v2_ed25519_keys_with_their_public_key_are_still_read() {
+        let key = KeyType::Ed25519.generate().unwrap();
+        let v2_pem = crate::pki::fsutil::pem_text("PRIVATE KEY", key.serialized_der());
+
+        let loaded = parse_key_pem(v2_pem.as_bytes(), None).unwrap();
+
+        assert_eq!(loaded.key_pair.public_key_raw(), key.public_key_raw());
     }
 
     #[test]

@@ -125,6 +125,24 @@ impl Subject {
         Ok(subject)
     }
 
+    /// Refuses control characters (tab, newline, …) in any value given on the command line:
+    /// they have no place in a name and would be hard to see or type again.
+    ///
+    /// # Errors
+    /// Names the field and the option to fix.
+    pub fn check_no_control_characters(&self) -> anyhow::Result<()> {
+        for (field, value) in &self.fields {
+            if let Some(c) = value.chars().find(|c| c.is_control()) {
+                bail!(
+                    "the subject field {} holds the control character {c:?} (value {value:?}); \
+                     remove it from --cn or --subject",
+                    field.short_name()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a parsed X.509 name, keeping the policy's fields and dropping the others
     /// (as `openssl ca` does with `preserve = no`).
     ///
@@ -213,8 +231,9 @@ impl Subject {
         Ok(name)
     }
 
-    /// OpenSSL's one-line form used in `index.txt`: `/C=GB/ST=England/CN=name`, bytes outside
-    /// printable ASCII as `\xHH`.
+    /// OpenSSL's one-line form used in `index.txt`: `/C=GB/ST=England/CN=name`, with `/` and
+    /// `+` inside a value escaped by a backslash (they separate names and multi-valued parts)
+    /// and bytes outside printable ASCII as `\xHH`, as `X509_NAME_oneline` writes them.
     pub fn oneline(&self) -> String {
         let mut out = String::new();
         for (field, value) in &self.fields {
@@ -222,7 +241,10 @@ impl Subject {
             out.push_str(field.short_name());
             out.push('=');
             for byte in value.bytes() {
-                if (0x20..0x7f).contains(&byte) {
+                if byte == b'/' || byte == b'+' {
+                    out.push('\\');
+                    out.push(byte as char);
+                } else if (0x20..0x7f).contains(&byte) {
                     out.push(byte as char);
                 } else {
                     out.push_str(&format!("\\x{byte:02X}"));
@@ -264,6 +286,13 @@ mod tests {
         assert!(Subject::parse("/CN=a/CN=b").is_err());
         assert!(Subject::parse("CN=a").is_err());
         assert!(Subject::parse("/C=GBR/CN=a").is_err());
+    }
+
+    #[test]
+    fn slashes_and_pluses_in_values_are_escaped_in_the_one_line_form_as_openssl_does() {
+        let subject = Subject::parse("/O=a\\+b\\/c/CN=a\\/CN=root").unwrap();
+
+        assert_eq!(subject.oneline(), "/O=a\\+b\\/c/CN=a\\/CN=root");
     }
 
     #[test]
