@@ -149,7 +149,7 @@ async fn run_environment(exe: &Path, dir: &Path, args: &DevEnvArgs) -> anyhow::R
         Arc::clone(&server_log),
         !args.self_test,
     )?;
-    wait_for_listener(server_port, &mut server, "server").await?;
+    wait_for_listener(server_port, &mut server, "server", &server_log).await?;
 
     let local_port = free_tcp_port()?;
     let mut tunnels = vec![format!(
@@ -170,7 +170,7 @@ async fn run_environment(exe: &Path, dir: &Path, args: &DevEnvArgs) -> anyhow::R
         !args.self_test,
     )?;
     // A bad -L makes the client exit at once: this reports it before anything says "running".
-    wait_for_listener(local_port, &mut client, "client").await?;
+    wait_for_listener(local_port, &mut client, "client", &client_log).await?;
 
     let outcome = if args.self_test {
         let checks = SelfTest {
@@ -359,8 +359,14 @@ fn spawn_logged(
     Ok(child)
 }
 
-/// Waits until something accepts TCP connections on 127.0.0.1:`port`, or `child` exits.
-async fn wait_for_listener(port: u16, child: &mut Child, role: &str) -> anyhow::Result<()> {
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`, or `child` exits; then
+/// the error quotes the child's last log lines, which say why.
+async fn wait_for_listener(
+    port: u16,
+    child: &mut Child,
+    role: &str,
+    log: &Mutex<Vec<String>>,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
         if TcpStream::connect((Ipv4Addr::LOCALHOST, port))
@@ -370,7 +376,18 @@ async fn wait_for_listener(port: u16, child: &mut Child, role: &str) -> anyhow::
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the {role} exited ({status}) before listening on 127.0.0.1:{port}");
+            // The log reader may still be draining the pipe of the process that just exited.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let last_lines = log
+                .lock()
+                .map(|log| {
+                    let start = log.len().saturating_sub(5);
+                    log[start..].join("\n  ")
+                })
+                .unwrap_or_default();
+            bail!(
+                "the {role} exited ({status}) before listening on 127.0.0.1:{port}:\n  {last_lines}"
+            );
         }
         if tokio::time::Instant::now() > deadline {
             bail!("the {role} did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT:?}");
