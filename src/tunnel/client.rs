@@ -104,7 +104,7 @@ impl Connector {
                     http::describe_io(error)
                 )
             })?;
-        let head = http::read_response(&mut transport, self.connect_timeout)
+        let head = http::read_response(&mut transport)
             .await
             .map_err(|reason| anyhow::anyhow!("no upgrade answer: {reason}"))?;
         if head.target != "101" {

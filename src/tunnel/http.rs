@@ -56,22 +56,21 @@ pub async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
     timeout: Duration,
 ) -> Result<Option<Head>, String> {
-    read_head(reader, timeout, HeadKind::Request).await
+    read_head(reader, Some(timeout), HeadKind::Request).await
 }
 
-/// Reads a response head.
-pub async fn read_response<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    timeout: Duration,
-) -> Result<Head, String> {
-    read_head(reader, timeout, HeadKind::Response)
+/// Reads a response head. It has no timeout of its own: the client bounds the whole tunnel
+/// opening (connect, TLS, upgrade) with one `--connect-timeout`, and a second timer of the same
+/// length here would race it and report the same stall under another name.
+pub async fn read_response<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Head, String> {
+    read_head(reader, None, HeadKind::Response)
         .await?
         .ok_or_else(|| "the server closed the connection without answering".to_string())
 }
 
 async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
-    timeout: Duration,
+    timeout: Option<Duration>,
     kind: HeadKind,
 ) -> Result<Option<Head>, String> {
     let reading = async {
@@ -95,9 +94,12 @@ async fn read_head<R: AsyncRead + Unpin>(
             }
         }
     };
-    tokio::time::timeout(timeout, reading)
-        .await
-        .map_err(|_| format!("no complete HTTP head within {} s", timeout.as_secs()))?
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, reading)
+            .await
+            .map_err(|_| format!("no complete HTTP head within {} s", timeout.as_secs()))?,
+        None => reading.await,
+    }
 }
 
 /// Turns an I/O error into words, keeping TLS alert details (they carry the server's verdict).
