@@ -8,33 +8,10 @@ set -euo pipefail
 
 runs=${1:-15}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [[ -z "${BIN:-}" ]]; then
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin wstunnel
-    BIN="$root/target/release/wstunnel"
-fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export RUST_LOG=off
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
-now_ns() { date +%s%N; }
-median_ms() {
-    sort -n | awk '{ v[NR] = $1 } END {
-        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.2f", m / 1e6 }'
-}
-
-theirs="$work/theirs"
-mkdir -p "$theirs"/{certs,csr,crl,newcerts,private}
-echo 1000 >"$theirs/serial"
-: >"$theirs/index.txt"
-sed "s#@DIR@#$theirs#" "$root/tests/common/walkthrough.cnf" >"$theirs/openssl.cnf"
-(
-    cd "$theirs"
-    openssl genrsa -out private/ca.key.pem 4096 2>/dev/null
-    openssl req -config openssl.cnf -key private/ca.key.pem -new -x509 -days 7300 -sha256 \
-        -extensions v3_ca -out certs/ca.cert.pem \
-        -subj "/C=GB/ST=England/O=wstunnel development/CN=wstunnel Development Root CA"
-)
+walkthrough_ca
 
 matrix=() chain=()
 for i in $(seq 1 "$runs"); do
@@ -43,14 +20,7 @@ for i in $(seq 1 "$runs"); do
     matrix+=($(($(now_ns) - start)))
 
     start=$(now_ns)
-    (
-        cd "$theirs"
-        openssl genrsa -out "private/c-$i.pem" 2048 2>/dev/null
-        openssl req -config openssl.cnf -key "private/c-$i.pem" -new -sha256 \
-            -out "csr/c-$i.csr.pem" -subj "/C=GB/ST=England/O=wstunnel development/CN=c-$i"
-        openssl ca -config openssl.cnf -extensions client_cert -days 375 -notext -md sha256 \
-            -in "csr/c-$i.csr.pem" -out "certs/c-$i.cert.pem" -batch 2>/dev/null
-    )
+    walkthrough_client "$i"
     chain+=($(($(now_ns) - start)))
 done
 
