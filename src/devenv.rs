@@ -425,6 +425,9 @@ fn print_summary(exe: &Path, ca: &CaPaths, server_url: &str, echo_port: u16, tun
         client_key.display()
     );
     println!(
+        "  (curl gets `400 Invalid request`: the mTLS handshake worked, tunnels need a client)"
+    );
+    println!(
         "  curl --cacert {} --cert {} --key {} https://{server_address}/",
         ca_cert.display(),
         client_cert.display(),
