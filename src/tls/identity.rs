@@ -36,7 +36,13 @@ impl PeerIdentity {
                 common_name,
                 issuer: certificate.issuer().as_raw().to_vec(),
                 serial: certificate.raw_serial().to_vec(),
-                serial_hex: certificate.raw_serial_as_string(),
+                // Uppercase hex without separators, as index.txt and `pki list` show it.
+                serial_hex: certificate
+                    .raw_serial()
+                    .iter()
+                    .skip_while(|&&byte| byte == 0)
+                    .map(|byte| format!("{byte:02X}"))
+                    .collect(),
             })
         })
     }
