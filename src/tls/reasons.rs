@@ -39,7 +39,11 @@ fn certificate_reason(error: &CertificateError) -> String {
              (a server certificate?)"
                 .into()
         }
-        CertificateError::BadSignature => "client certificate signature is invalid".into(),
+        // webpki finds the issuer by name: a certificate from another CA with the same name
+        // (two default `pki init`s) fails here rather than as an unknown issuer.
+        CertificateError::BadSignature => "client certificate signature does not verify with the \
+             trusted CA: issued by another CA of the same name (unknown issuer), or corrupted"
+            .into(),
         CertificateError::BadEncoding => "client certificate does not parse".into(),
         CertificateError::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
             Some(webpki::Error::CaUsedAsEndEntity) => {
@@ -99,8 +103,10 @@ pub fn client_side_hint(error: &io::Error) -> Option<String> {
                  certificate issued by the server's CA?)"
             }
             AlertDescription::DecryptError => {
-                "the server could not verify the client certificate's signature; check that \
-                 the key matches the certificate"
+                "the server could not verify the client certificate's signature: most often the \
+                 certificate comes from another CA with the same name as the server's (two \
+                 default `wstunnel pki init`s); use a certificate from the server's PKI \
+                 directory, or check that the key matches the certificate"
             }
             _ => return Some(format!("the server aborted the TLS handshake ({alert:?})")),
         },

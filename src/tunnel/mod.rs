@@ -100,7 +100,9 @@ fn server_tls_files(args: &cli::ServerArgs) -> anyhow::Result<ServerTlsFiles> {
         },
         (None, None) => {
             tracing::warn!(
-                "no --tls-certificate or --pki given: serving a self-signed certificate made                  at start-up; clients must not verify it (upstream's default), or use                  `--pki DIR` for a certificate clients can verify"
+                "no --tls-certificate or --pki given: serving a self-signed certificate made at \
+                 start-up; clients must not verify it (upstream's default), or use `--pki DIR` \
+                 for a certificate clients can verify"
             );
             IdentitySource::SelfSigned
         }
