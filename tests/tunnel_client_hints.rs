@@ -9,23 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn pki_server(temp: &Path, pki: &Pki) -> (Process, u16) {
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp,
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
-    (server, port)
-}
-
 fn client(temp: &Path, server_url: &str, extra: &[&str]) -> (Process, u16) {
     let local = free_port();
     let echo = echo_server();
@@ -43,7 +26,7 @@ fn a_server_certificate_from_another_ca_with_the_same_name_gets_a_hint() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
     let other = pki_dir(&temp.path().join("other"));
-    let (_server, port) = pki_server(temp.path(), &pki);
+    let (_server, port) = start_pki_server(temp.path(), &pki);
     let (client, local) = client(
         temp.path(),
         &format!("wss://127.0.0.1:{port}"),
@@ -72,7 +55,7 @@ fn a_server_certificate_from_another_ca_with_the_same_name_gets_a_hint() {
 fn a_ws_client_towards_a_wss_server_is_told_to_use_wss() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (_server, port) = pki_server(temp.path(), &pki);
+    let (_server, port) = start_pki_server(temp.path(), &pki);
     let (client, local) = client(temp.path(), &format!("ws://127.0.0.1:{port}"), &[]);
 
     let worked = round_trip_works(local);

@@ -31,6 +31,25 @@ fn client(dir: &std::path::Path, server: &str, tunnel: &str, extra: &[&str], por
     start_client(&wstunnel(), dir, "client", arguments, port)
 }
 
+/// A client with a SOCKS5 listener on a free local port that asks for `login` and `password`,
+/// through the plain server on `server_port`. Returns the client and its local port.
+fn socks5_client(
+    dir: &std::path::Path,
+    server_port: u16,
+    login: &str,
+    password: &str,
+) -> (Process, u16) {
+    let local = free_port();
+    let client = client(
+        dir,
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("socks5://127.0.0.1:{local}?login={login}&password={password}"),
+        &[],
+        local,
+    );
+    (client, local)
+}
+
 #[test]
 fn tcp_tunnel_over_ws_carries_8_mib_both_ways_intact() {
     let temp = tempfile::tempdir().unwrap();
@@ -187,14 +206,7 @@ fn socks5_with_login_carries_8_mib_and_refuses_a_wrong_password() {
     let temp = tempfile::tempdir().unwrap();
     let echo = echo_server();
     let (_server, server_port) = plain_server(temp.path(), &[]);
-    let local = free_port();
-    let _client = client(
-        temp.path(),
-        &format!("ws://127.0.0.1:{server_port}"),
-        &format!("socks5://127.0.0.1:{local}?login=alice&password=s3cret"),
-        &[],
-        local,
-    );
+    let (_client, local) = socks5_client(temp.path(), server_port, "alice", "s3cret");
     let data = random_bytes(EIGHT_MIB, 5);
 
     let good = socks5_connect(local, "alice", "s3cret", echo).expect("socks5 with the password");
@@ -419,14 +431,7 @@ fn socks5_udp_associate_keeps_datagram_boundaries() {
     let temp = tempfile::tempdir().unwrap();
     let echo = udp_echo_server();
     let (_server, server_port) = plain_server(temp.path(), &[]);
-    let local = free_port();
-    let _client = client(
-        temp.path(),
-        &format!("ws://127.0.0.1:{server_port}"),
-        &format!("socks5://127.0.0.1:{local}?login=alice&password=s3cret"),
-        &[],
-        local,
-    );
+    let (_client, local) = socks5_client(temp.path(), server_port, "alice", "s3cret");
 
     let (_control, relay) = socks5_udp_associate(local, "alice", "s3cret");
 

@@ -264,19 +264,7 @@ fn malformed_requests_tokens_and_frames_get_400_or_a_close_and_no_panic() {
 fn tls_listener_closes_non_tls_bytes_without_panicking() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp.path(),
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
+    let (server, port) = start_pki_server(temp.path(), &pki);
 
     let answer = exchange(port, b"GET /v1/events HTTP/1.1\r\n\r\n");
     let garbage = exchange(port, &random_bytes(5000, 9));

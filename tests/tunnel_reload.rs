@@ -16,19 +16,7 @@ fn open_tunnel_of_a_client_revoked_while_connected_is_closed() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
     let echo = echo_server();
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp.path(),
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (revoked_port, valid_port) = (free_port(), free_port());
     let client = |name: &str, local: u16, certificate: &str| {
         start_client(
@@ -86,19 +74,7 @@ fn open_tunnel_of_a_client_revoked_while_connected_is_closed() {
 fn new_server_certificate_is_used_by_new_handshakes_without_restart() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp.path(),
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let fingerprint = |path: &std::path::Path| {
         let output = Command::new("openssl")
             .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", s(path)])
@@ -177,36 +153,8 @@ fn a_crl_published_after_start_is_picked_up_by_a_server_started_without_one() {
     let pki = pki_dir(temp.path());
     std::fs::remove_file(pki.crl()).unwrap();
     let echo = echo_server();
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp.path(),
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
-    let local = free_port();
-    let _client = start_client(
-        &wstunnel(),
-        temp.path(),
-        "client",
-        args(&[
-            "client",
-            "-L",
-            &format!("tcp://{local}:{echo}"),
-            "--pki",
-            s(&pki.dir),
-            "--pki-client",
-            TO_REVOKE,
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        local,
-    );
+    let (server, port) = start_pki_server(temp.path(), &pki);
+    let (_client, local) = start_pki_client(temp.path(), &pki, TO_REVOKE, port, echo);
     let before = round_trip_works(local);
 
     pki.revoke(TO_REVOKE);
@@ -223,36 +171,8 @@ fn client_picks_up_a_renewed_certificate_without_restart() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
     let echo = echo_server();
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp.path(),
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
-    let local = free_port();
-    let client = start_client(
-        &wstunnel(),
-        temp.path(),
-        "client",
-        args(&[
-            "client",
-            "-L",
-            &format!("tcp://{local}:{echo}"),
-            "--pki",
-            s(&pki.dir),
-            "--pki-client",
-            TO_REVOKE,
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        local,
-    );
+    let (server, port) = start_pki_server(temp.path(), &pki);
+    let (client, local) = start_pki_client(temp.path(), &pki, TO_REVOKE, port, echo);
     pki.revoke(TO_REVOKE);
     server.wait_for_log("TLS files changed");
     let while_revoked = round_trip_works(local);

@@ -11,24 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A server on `--pki DIR` with its port.
-fn pki_server(temp: &Path, pki: &Pki) -> (Process, u16) {
-    let port = free_port();
-    let server = start_server(
-        &wstunnel(),
-        temp,
-        "server",
-        args(&[
-            "server",
-            "--pki",
-            s(&pki.dir),
-            &format!("wss://127.0.0.1:{port}"),
-        ]),
-        port,
-    );
-    (server, port)
-}
-
 /// A client forwarding a fresh local port to `echo` with `certificate` from `pki`.
 fn echo_client(temp: &Path, pki: &Pki, server_port: u16, certificate: &str) -> (Process, u16) {
     let echo = echo_server();
@@ -79,7 +61,7 @@ fn start_failure(arguments: &[&str]) -> String {
 fn a_revoked_client_stays_rejected_after_the_crl_file_is_deleted() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_client, local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
     pki.revoke(TO_REVOKE);
     server.wait_for_log("TLS files changed");
@@ -105,7 +87,7 @@ fn a_revoked_client_stays_rejected_after_the_crl_file_is_deleted() {
 fn a_revoked_client_stays_rejected_after_the_crl_file_is_garbled() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_client, local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
     pki.revoke(TO_REVOKE);
     server.wait_for_log("TLS files changed");
@@ -123,7 +105,7 @@ fn a_server_started_without_a_crl_warns_how_to_publish_one() {
     let pki = pki_dir(temp.path());
     std::fs::remove_file(pki.crl()).unwrap();
 
-    let (server, _port) = pki_server(temp.path(), &pki);
+    let (server, _port) = start_pki_server(temp.path(), &pki);
 
     server.wait_for_log("not checked for revocation");
     let log = server.log();
@@ -160,7 +142,7 @@ fn an_explicit_crl_that_is_missing_stops_the_start() {
 fn a_crl_change_applies_while_the_server_certificate_is_missing() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_revoked, revoked_local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
     let (_valid, valid_local) = echo_client(temp.path(), &pki, port, CLIENT);
     let aside = temp.path().join("server.cert.pem.aside");
@@ -216,7 +198,7 @@ fn a_crl_of_another_ca_is_refused_on_reload_and_the_old_one_stays() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
     let other = pki_dir(&temp.path().join("other"));
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_revoked, revoked_local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
     let (_valid, valid_local) = echo_client(temp.path(), &pki, port, CLIENT);
     pki.revoke(TO_REVOKE);
@@ -317,7 +299,7 @@ fn upgrade_request(destination: std::net::SocketAddr) -> String {
 fn a_tunnel_on_a_resumed_tls_session_is_refused_after_the_certificate_is_revoked() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let session = temp.path().join("session.pem");
     // A request the server refuses with 400 and closes: s_client ends and saves its ticket.
     let refused = "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -378,7 +360,7 @@ fn a_crl_past_its_next_update_is_used_with_a_warning() {
         String::from_utf8_lossy(&stale.stderr)
     );
 
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_client, local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
 
     server.wait_for_log("nextUpdate");
@@ -399,7 +381,7 @@ fn a_crl_past_its_next_update_is_used_with_a_warning() {
 fn revoking_and_reissuing_the_server_certificate_keeps_the_server_serving() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
-    let (server, port) = pki_server(temp.path(), &pki);
+    let (server, port) = start_pki_server(temp.path(), &pki);
     let (_valid, valid_local) = echo_client(temp.path(), &pki, port, CLIENT);
     let dir = s(&pki.dir).to_string();
 

@@ -658,6 +658,55 @@ pub fn start_client(
     process
 }
 
+/// Starts our server with `--pki DIR` on a free port of 127.0.0.1, logging to
+/// `temp/server.log`, and waits until it listens. Returns the server and its port.
+pub fn start_pki_server(temp: &Path, pki: &Pki) -> (Process, u16) {
+    let port = free_port();
+    let server = start_server(
+        &wstunnel(),
+        temp,
+        "server",
+        args(&[
+            "server",
+            "--pki",
+            s(&pki.dir),
+            &format!("wss://127.0.0.1:{port}"),
+        ]),
+        port,
+    );
+    (server, port)
+}
+
+/// Starts our client with `--pki DIR --pki-client CERTIFICATE`, forwarding a free local port
+/// (`-L tcp://LOCAL:ECHO`) through our server on `server_port`, logging to `temp/client.log`,
+/// and waits until the local port answers. Returns the client and its local port.
+pub fn start_pki_client(
+    temp: &Path,
+    pki: &Pki,
+    certificate: &str,
+    server_port: u16,
+    echo: SocketAddr,
+) -> (Process, u16) {
+    let local = free_port();
+    let client = start_client(
+        &wstunnel(),
+        temp,
+        "client",
+        args(&[
+            "client",
+            "-L",
+            &format!("tcp://{local}:{echo}"),
+            "--pki",
+            s(&pki.dir),
+            "--pki-client",
+            certificate,
+            &format!("wss://127.0.0.1:{server_port}"),
+        ]),
+        local,
+    );
+    (client, local)
+}
+
 /// Waits until something listens on 127.0.0.1:port.
 pub fn wait_for_port(port: u16, process: &Process) {
     let deadline = Instant::now() + Duration::from_secs(30);
