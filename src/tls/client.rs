@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::files;
+use super::tickets::TicketStore;
 
 /// Where the system's trusted CAs are read from for `--tls-verify-certificate` (Debian and
 /// Ubuntu layout; other systems should pass `--tls-ca-certs`).
@@ -148,6 +149,7 @@ pub fn build(files: &ClientTlsFiles) -> anyhow::Result<Arc<ClientConfig>> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.enable_sni = files.send_sni;
+    config.resumption = Resumption::store(Arc::new(TicketStore::default()));
     Ok(Arc::new(config))
 }
 

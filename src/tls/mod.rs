@@ -5,12 +5,14 @@
 //! - `server`: the server's rustls configuration, mTLS with CRLs, and its file watcher.
 //! - `client`: the client's rustls configuration (client certificate, server verification).
 //! - `reasons`: TLS failures in plain words, for logs and for hints to the user.
+//! - `tickets`: the client's store of session tickets, sized for many connections at once.
 
 pub mod client;
 pub mod files;
 pub mod identity;
 pub mod reasons;
 pub mod server;
+pub mod tickets;
 
 use std::sync::{Arc, OnceLock};
 
