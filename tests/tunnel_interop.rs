@@ -112,6 +112,28 @@ impl Setup {
         assert_eq!(sha256(&received), sha256(&data));
     }
 
+    /// Our client only: first bytes sent behind the upgrade request, and connections prepared
+    /// by `--connection-min-idle`, are both accepted by the server.
+    fn early_bytes_and_pool(&self) {
+        let local = free_port();
+        let mut arguments = self.client_args(&format!("tcp://{local}:{}", self.tcp_echo));
+        arguments.splice(
+            1..1,
+            args(&["--log-lvl", "debug", "--connection-min-idle", "2"]),
+        );
+        let client = start_client(
+            &self.client_program,
+            &self.dir,
+            "early-client",
+            arguments,
+            local,
+        );
+        first_bytes_ride_with_the_upgrade_request(local, &client);
+        let data = random_bytes(PAYLOAD, 23);
+        let received = echo_through(TcpStream::connect(("127.0.0.1", local)).unwrap(), &data);
+        assert_eq!(sha256(&received), sha256(&data));
+    }
+
     fn udp(&self) {
         let local = free_port();
         let arguments =
@@ -176,6 +198,14 @@ fn run(direction: Direction, check: fn(&Setup)) {
 #[test]
 fn our_client_tcp_through_upstream_server_with_mtls() {
     run(Direction::OurClientUpstreamServer, Setup::tcp);
+}
+
+#[test]
+fn our_client_early_bytes_and_pool_through_upstream_server_with_mtls() {
+    run(
+        Direction::OurClientUpstreamServer,
+        Setup::early_bytes_and_pool,
+    );
 }
 
 #[test]

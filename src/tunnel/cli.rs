@@ -119,6 +119,12 @@ pub struct ClientArgs {
     #[arg(long)]
     pub websocket_mask_frame: bool,
 
+    /// Keep this many connections to the server open and ready (TCP and TLS done), so that
+    /// a new tunnel skips both handshakes. Each serves one tunnel and is replaced after 20
+    /// seconds unused. By default 0: every tunnel connects when it starts.
+    #[arg(short = 'c', long, value_name = "INT", default_value_t = 0)]
+    pub connection_min_idle: u16,
+
     /// How long connecting to the server (TCP, TLS and upgrade) may take before the tunnel
     /// fails. By default 10 seconds.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]

@@ -1,5 +1,6 @@
 //! `wstunnel client`: opens one WebSocket connection to the server per tunnel (as upstream;
-//! connections are never reused) and serves the `-L` listeners.
+//! connections are never reused, though `--connection-min-idle` prepares them ahead) and
+//! serves the `-L` listeners.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,17 +11,17 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::mpsc;
 
 use super::descriptor::{Descriptor, TunnelKind};
-use super::frame::{FrameReader, FrameWriter, Masking};
+use super::frame::{FrameReader, FrameWriter, Masking, OpCode, encode_frame};
 use super::http;
+use super::pool::{Dialer, Pool};
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::socks5;
 use super::spec::{Host, LocalTunnelSpec, Scheme, ServerUrl};
-use crate::tls::client::ClientTls;
 
 /// Any transport to the server: TCP or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -32,8 +33,10 @@ pub type FramesOut = FrameWriter<WriteHalf<Box<dyn Transport>>>;
 /// Everything needed to open a tunnel to the server.
 pub struct Connector {
     pub url: ServerUrl,
-    /// `Some` for wss://.
-    pub tls: Option<(Arc<ClientTls>, ServerName<'static>)>,
+    /// Opens the TCP (and TLS) connection of each tunnel.
+    pub dialer: Dialer,
+    /// `--connection-min-idle`: connections prepared ahead. `None` for 0, the default.
+    pub pool: Option<Arc<Pool>>,
     /// Already percent-encoded path segment.
     pub path_prefix: String,
     /// `-H` headers, in order (the last of a name wins).
@@ -46,7 +49,10 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Connects to the server and asks for a tunnel of `kind` to `host:port`.
+    /// Connects to the server and asks for a tunnel of `kind` to `host:port`. `early` bytes
+    /// (possibly none) are sent as a first data frame right behind the upgrade request, in
+    /// the same write, instead of one round trip later: the server keeps bytes that follow
+    /// the request (ours and upstream's alike) and forwards them once the tunnel is up.
     ///
     /// # Errors
     /// When the server cannot be reached, the TLS handshake fails (the message carries the
@@ -56,17 +62,21 @@ impl Connector {
         kind: TunnelKind,
         host: &Host,
         port: u16,
+        early: &[u8],
     ) -> anyhow::Result<(FramesIn, FramesOut)> {
-        tokio::time::timeout(self.connect_timeout, self.open_within(kind, host, port))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "no tunnel from {}:{} within {} s",
-                    self.url.host,
-                    self.url.port,
-                    self.connect_timeout.as_secs()
-                )
-            })?
+        tokio::time::timeout(
+            self.connect_timeout,
+            self.open_within(kind, host, port, early),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no tunnel from {}:{} within {} s",
+                self.url.host,
+                self.url.port,
+                self.connect_timeout.as_secs()
+            )
+        })?
     }
 
     async fn open_within(
@@ -74,36 +84,25 @@ impl Connector {
         kind: TunnelKind,
         host: &Host,
         port: u16,
+        early: &[u8],
     ) -> anyhow::Result<(FramesIn, FramesOut)> {
-        let (server_host, server_port) = self.url.connect_target();
-        let tcp = TcpStream::connect((server_host.as_str(), server_port))
-            .await
-            .with_context(|| format!("cannot connect to the server {server_host}:{server_port}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut transport: Box<dyn Transport> = match &self.tls {
-            Some((tls, server_name)) => {
-                let stream = tokio_rustls::TlsConnector::from(tls.current())
-                    .connect(server_name.clone(), tcp)
-                    .await
-                    .map_err(|error| {
-                        anyhow::anyhow!("TLS handshake failed: {}", http::describe_io(error))
-                    })?;
-                Box::new(stream)
-            }
-            None => Box::new(tcp),
+        let mut transport = match self.pool.as_ref().and_then(|pool| pool.take()) {
+            Some(prepared) => prepared,
+            None => self.dialer.dial().await?,
         };
 
         let descriptor = Descriptor::new(kind, host, port);
         let (request, key) = self.upgrade_request(&descriptor.encode());
-        transport
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot send the upgrade request: {}",
-                    http::describe_io(error)
-                )
-            })?;
+        let mut bytes = request.into_bytes();
+        if !early.is_empty() {
+            bytes.extend_from_slice(&encode_frame(OpCode::Binary, early, self.masking));
+        }
+        transport.write_all(&bytes).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot send the upgrade request: {}",
+                http::describe_io(error)
+            )
+        })?;
         let head = http::read_response(&mut transport)
             .await
             .map_err(|reason| anyhow::anyhow!("no upgrade answer: {reason}"))?;
@@ -181,6 +180,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let connector = Arc::new(connector);
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(pool) = &connector.pool {
+        tokio::spawn(Arc::clone(pool).maintain());
+    }
     let mut stdio = None;
     for spec in specs {
         match spec {
@@ -376,7 +378,9 @@ pub async fn forward_stream<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (frames_in, frames_out) = match connector.open(kind, host, port).await {
+    let mut read = read;
+    let early = ready_bytes(&mut read);
+    let (frames_in, frames_out) = match connector.open(kind, host, port, &early).await {
         Ok(frames) => frames,
         Err(error) => {
             tracing::error!(%peer, "cannot open a tunnel to {host}:{port}: {error:#}");
@@ -384,7 +388,10 @@ pub async fn forward_stream<R, W>(
         }
     };
     tracing::info!(%peer, "tunnel opened to {host}:{port}");
-    let (ending, totals) = pump::bridge_stream(
+    if !early.is_empty() {
+        tracing::debug!(%peer, "{} first bytes went with the upgrade request", early.len());
+    }
+    let (ending, mut totals) = pump::bridge_stream(
         read,
         write,
         frames_in,
@@ -393,12 +400,32 @@ pub async fn forward_stream<R, W>(
         std::future::pending(),
     )
     .await;
+    totals.sent += early.len() as u64;
     tracing::info!(
         %peer,
         "tunnel to {host}:{port} closed ({ending}): {} bytes sent, {} received",
         totals.sent,
         totals.received
     );
+}
+
+/// Most bytes sent as early data with the upgrade request: what fits in one TLS record with
+/// the request.
+const EARLY_BYTES: usize = 8 * 1024;
+
+/// The bytes the local peer has already sent, read without waiting: a client that speaks
+/// first (HTTP, TLS, SSH) has usually sent its first message by the time the connection is
+/// accepted. An end of stream or an error is left for the pump to see on its next read.
+fn ready_bytes<R: AsyncRead + Unpin>(read: &mut R) -> Vec<u8> {
+    let mut early = vec![0u8; EARLY_BYTES];
+    let mut buffer = ReadBuf::new(&mut early);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let length = match std::pin::Pin::new(read).poll_read(&mut context, &mut buffer) {
+        std::task::Poll::Ready(Ok(())) => buffer.filled().len(),
+        _ => 0,
+    };
+    early.truncate(length);
+    early
 }
 
 async fn run_stdio(
@@ -408,7 +435,7 @@ async fn run_stdio(
     proxy_protocol: bool,
 ) -> anyhow::Result<()> {
     let (frames_in, frames_out) = connector
-        .open(TunnelKind::Tcp { proxy_protocol }, &host, port)
+        .open(TunnelKind::Tcp { proxy_protocol }, &host, port, &[])
         .await?;
     let (ending, totals) = pump::bridge_stream(
         tokio::io::stdin(),
@@ -492,7 +519,7 @@ pub async fn forward_datagrams(
     peer: SocketAddr,
 ) {
     let kind = TunnelKind::Udp { timeout };
-    let (frames_in, frames_out) = match connector.open(kind, host, port).await {
+    let (frames_in, frames_out) = match connector.open(kind, host, port, &[]).await {
         Ok(frames) => frames,
         Err(error) => {
             tracing::error!(%peer, "cannot open a UDP tunnel to {host}:{port}: {error:#}");

@@ -347,18 +347,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Sends one final frame whose payload is `buffer[HEADER_ROOM..]`; the header is written
     /// into the room in front of it so that frame goes out in one write.
     pub async fn send_in_place(&mut self, opcode: OpCode, buffer: &mut [u8]) -> io::Result<()> {
-        let payload_length = buffer.len() - HEADER_ROOM;
-        let mask = match self.masking {
-            Masking::Unmasked => None,
-            Masking::Masked => Some(rand_mask()),
-        };
-        let mut header = [0u8; HEADER_ROOM];
-        let header_length = encode_header(&mut header, opcode, payload_length, mask);
-        let frame_start = HEADER_ROOM - header_length;
-        buffer[frame_start..HEADER_ROOM].copy_from_slice(&header[..header_length]);
-        if let Some(mask) = mask {
-            apply_mask(&mut buffer[HEADER_ROOM..], mask);
-        }
+        let frame_start = frame_in_place(opcode, buffer, self.masking);
         self.inner.write_all(&buffer[frame_start..]).await?;
         self.inner.flush().await
     }
@@ -386,6 +375,34 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.inner.shutdown().await
     }
+}
+
+/// One whole final frame, for a caller that sends it in one write with other bytes.
+pub fn encode_frame(opcode: OpCode, payload: &[u8], masking: Masking) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(HEADER_ROOM + payload.len());
+    buffer.resize(HEADER_ROOM, 0);
+    buffer.extend_from_slice(payload);
+    let frame_start = frame_in_place(opcode, &mut buffer, masking);
+    buffer.drain(..frame_start);
+    buffer
+}
+
+/// Turns `buffer[HEADER_ROOM..]` into a final frame: writes the header in front of the
+/// payload and masks the payload if asked. Returns where the frame starts in `buffer`.
+fn frame_in_place(opcode: OpCode, buffer: &mut [u8], masking: Masking) -> usize {
+    let payload_length = buffer.len() - HEADER_ROOM;
+    let mask = match masking {
+        Masking::Unmasked => None,
+        Masking::Masked => Some(rand_mask()),
+    };
+    let mut header = [0u8; HEADER_ROOM];
+    let header_length = encode_header(&mut header, opcode, payload_length, mask);
+    let frame_start = HEADER_ROOM - header_length;
+    buffer[frame_start..HEADER_ROOM].copy_from_slice(&header[..header_length]);
+    if let Some(mask) = mask {
+        apply_mask(&mut buffer[HEADER_ROOM..], mask);
+    }
+    frame_start
 }
 
 /// Writes a final-frame header; returns its length.

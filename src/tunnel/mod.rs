@@ -13,9 +13,11 @@
 
 pub mod cli;
 mod client;
+mod coalesce;
 mod descriptor;
 mod frame;
 mod http;
+mod pool;
 mod pump;
 mod restrictions;
 mod server;
@@ -25,6 +27,7 @@ mod threads;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -33,6 +36,7 @@ use crate::tls;
 use crate::tls::client::{ClientTlsFiles, ServerVerification};
 use crate::tls::server::{CrlFile, IdentitySource, Presence, ServerTlsFiles};
 use frame::Masking;
+use pool::{Dialer, Pool};
 use pump::PumpOptions;
 use spec::{Host, Scheme};
 
@@ -163,9 +167,16 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             None
         };
         let path_prefix = path_prefix(&args.http_upgrade_path_prefix, identity.as_ref())?;
-        let connector = client::Connector {
+        let dialer = Dialer {
             url: args.url.clone(),
             tls,
+        };
+        let pool = (args.connection_min_idle > 0)
+            .then(|| Arc::new(Pool::new(dialer.clone(), args.connection_min_idle.into())));
+        let connector = client::Connector {
+            url: args.url.clone(),
+            dialer,
+            pool,
             path_prefix,
             headers: args.http_headers.clone(),
             credentials: args.http_upgrade_credentials.clone(),

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
+use super::coalesce::Coalescing;
 use super::descriptor::{Descriptor, TunnelKind};
 use super::frame::{FrameReader, FrameWriter, Masking};
 use super::http;
@@ -86,7 +87,8 @@ async fn handle_connection(settings: Arc<ServerSettings>, stream: TcpStream, pee
         return handle_upgrade(&settings, stream, peer, None).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    let accepting = acceptor.accept(Coalescing::new(stream));
+    let mut stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             match reasons::rustls_error(&error) {
@@ -107,6 +109,8 @@ async fn handle_connection(settings: Arc<ServerSettings>, stream: TcpStream, pee
             return;
         }
     };
+    // The session ticket stays held and leaves with the answer to the upgrade request.
+    stream.get_mut().0.release();
     let connection = stream.get_ref().1;
     tracing::debug!(%peer, handshake = ?connection.handshake_kind(), "TLS handshake done");
     let identity = connection

@@ -985,3 +985,26 @@ pub fn socks5_udp_boundaries_hold(relay: SocketAddr, destination: SocketAddr) {
         );
     }
 }
+
+/// Short round trips through `local`, each written as soon as the connection is made, until
+/// the client's debug log shows that the first bytes of one went out with its upgrade request
+/// (up to 50 tries, as that depends on the bytes arriving before the client looks). Every
+/// round trip must come back intact.
+pub fn first_bytes_ride_with_the_upgrade_request(local: u16, client: &Process) {
+    for attempt in 0..50u64 {
+        let message = random_bytes(32, 100 + attempt);
+        let echoed = echo_through(TcpStream::connect(("127.0.0.1", local)).unwrap(), &message);
+        assert_eq!(echoed, message, "round trip {attempt} came back altered");
+        thread::sleep(Duration::from_millis(20));
+        if client
+            .log()
+            .contains("first bytes went with the upgrade request")
+        {
+            return;
+        }
+    }
+    panic!(
+        "no tunnel sent its first bytes with the upgrade request; client log:\n{}",
+        client.log()
+    );
+}
