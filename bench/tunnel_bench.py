@@ -9,7 +9,10 @@ Figures (medians of several runs, printed with ratios; the implementations are m
 alternation within each round so that load from other programs affects them alike):
   - throughput of one TCP stream through the tunnel vs the same transfer direct;
   - short tunnels per second (connect, 32-byte round trip, close), one at a time and 32 at once;
+  - the same short tunnels with `--connection-min-idle 4` on both clients;
   - server memory (RSS) with 1000 open idle tunnels.
+Two reference rows show where the limits are: our tunnel over ws:// (same relay, no TLS) for
+throughput and for short tunnels.
 """
 
 import os
@@ -156,23 +159,28 @@ def wait_port(port, process, log):
 class Stack:
     """A server and a client of one implementation, with -L tcp to the echo and sink."""
 
-    def __init__(self, name, binary, pki, workdir, echo_port, sink_port):
+    def __init__(self, name, binary, pki, workdir, echo_port, sink_port, tls=True,
+                 client_extra=()):
         self.name = name
         server_port = free_port()
         self.echo_local = free_port()
         self.sink_local = free_port()
-        url = f"wss://127.0.0.1:{server_port}"
+        url = f"{'wss' if tls else 'ws'}://127.0.0.1:{server_port}"
         cert = lambda n: os.path.join(pki, "certs", f"{n}.cert.pem")
         key = lambda n: os.path.join(pki, "private", f"{n}.pem")
-        server_args = ["server", "--tls-certificate", cert("wstunnel-server"),
-                       "--tls-private-key", key("wstunnel-server"),
-                       "--tls-client-ca-certs", cert("ca"), url]
-        client_args = ["client", "-L", f"tcp://{self.echo_local}:127.0.0.1:{echo_port}",
-                       "-L", f"tcp://{self.sink_local}:127.0.0.1:{sink_port}",
-                       "--tls-certificate", cert("bench-client"),
-                       "--tls-private-key", key("bench-client"), url]
-        self.server_log = os.path.join(workdir, f"{name}-server.log")
-        self.client_log = os.path.join(workdir, f"{name}-client.log")
+        server_args = ["server", url]
+        client_args = ["client", *client_extra,
+                       "-L", f"tcp://{self.echo_local}:127.0.0.1:{echo_port}",
+                       "-L", f"tcp://{self.sink_local}:127.0.0.1:{sink_port}", url]
+        if tls:
+            server_args[1:1] = ["--tls-certificate", cert("wstunnel-server"),
+                                "--tls-private-key", key("wstunnel-server"),
+                                "--tls-client-ca-certs", cert("ca")]
+            client_args[1:1] = ["--tls-certificate", cert("bench-client"),
+                                "--tls-private-key", key("bench-client")]
+        file_name = "".join(c if c.isalnum() else "-" for c in name)
+        self.server_log = os.path.join(workdir, f"{file_name}-server.log")
+        self.client_log = os.path.join(workdir, f"{file_name}-client.log")
         quiet = {**os.environ, "RUST_LOG": "warn"}
         self.server = subprocess.Popen([binary, *server_args], env=quiet,
                                        stdout=open(self.server_log, "w"), stderr=subprocess.STDOUT)
@@ -296,39 +304,52 @@ def main():
         implementations = [("ours", OURS)] + ([("upstream", UPSTREAM)] if UPSTREAM else [])
         stacks = [Stack(name, binary, pki, workdir, echo.port, sink.port)
                   for name, binary in implementations]
+        no_tls = Stack("ours ws://", OURS, pki, workdir, echo.port, sink.port, tls=False)
+        pooled = [Stack(f"{name} -c 4", binary, pki, workdir, echo.port, sink.port,
+                        client_extra=("--connection-min-idle", "4"))
+                  for name, binary in implementations]
 
         class Direct:
             name = "direct"
             sink_local = sink.port
 
         try:
-            results = {name: {} for name, _ in implementations}
-            throughput = interleaved([Direct()] + stacks,
+            results = {}
+            throughput = interleaved([Direct()] + stacks + [no_tls],
                                      lambda stack: mib / stream_seconds(stack.sink_local), RUNS)
             for name, (median, runs) in throughput.items():
-                print(f"{name:12} throughput  {median:9.1f} MiB/s     runs {fmt(runs)}")
-                if name in results:
-                    results[name]["throughput"] = median
-            direct = throughput["direct"][0]
+                print(f"{name:14} throughput  {median:9.1f} MiB/s     runs {fmt(runs)}")
+                results.setdefault(name, {})["throughput"] = median
             for figure, label, measure in (
                 ("sequential", "1 at a time", lambda stack: sequential_rate(stack.echo_local)),
                 ("parallel", "32 at once ", lambda stack: parallel_rate(stack.echo_local)),
             ):
-                for name, (median, runs) in interleaved(stacks, measure, RUNS).items():
-                    print(f"{name:12} {label} {median:9.1f} tunnels/s runs {fmt(runs)}")
-                    results[name][figure] = median
+                measured = interleaved(stacks + pooled + [no_tls], measure, RUNS)
+                for name, (median, runs) in measured.items():
+                    print(f"{name:14} {label} {median:9.1f} tunnels/s runs {fmt(runs)}")
+                    results.setdefault(name, {})[figure] = median
+            # Fresh servers: a server's RSS after the load above depends on how its allocator
+            # kept what that load used.
+            for stack in stacks:
+                stack.stop()
+            stacks = [Stack(name, binary, pki, workdir, echo.port, sink.port)
+                      for name, binary in implementations]
             for stack in stacks:
                 before, with_tunnels = idle_memory(stack)
                 results[stack.name]["memory"] = with_tunnels
-                print(f"{stack.name:12} server RSS  {before / 1024:9.1f} MiB idle, "
+                print(f"{stack.name:14} server RSS  {before / 1024:9.1f} MiB idle, "
                       f"{with_tunnels / 1024:.1f} MiB with {IDLE_TUNNELS} open tunnels")
         finally:
-            for stack in stacks:
+            for stack in stacks + pooled + [no_tls]:
                 stack.stop()
 
-        ours = results["ours"]
+        ours, direct = results["ours"], results["direct"]["throughput"]
         print()
-        print(f"ours/direct throughput        {ours['throughput'] / direct:6.2f}  (target >= 0.5)")
+        print(f"ours/direct throughput            {ours['throughput'] / direct:6.2f}  "
+              "(target >= 0.5)")
+        print(f"  same relay without TLS (ws://)  "
+              f"{results['ours ws://']['throughput'] / direct:6.2f}  "
+              "(the ceiling of two relay processes on this machine)")
         if "upstream" in results:
             upstream = results["upstream"]
             for figure, label, target in (
@@ -338,7 +359,12 @@ def main():
                 ("memory", "memory       ", "<= 1.0"),
             ):
                 ratio = ours[figure] / upstream[figure]
-                print(f"ours/upstream {label}   {ratio:6.2f}  (target {target})")
+                print(f"ours/upstream {label}       {ratio:6.2f}  (target {target})")
+            for figure, label in (("sequential", "1 at a time"), ("parallel", "32 at once ")):
+                pooled_ratio = results["ours -c 4"][figure] / results["upstream -c 4"][figure]
+                no_tls_ratio = results["ours ws://"][figure] / upstream[figure]
+                print(f"  {label}: both with -c 4 {pooled_ratio:6.2f}; "
+                      f"ours without TLS vs upstream with TLS {no_tls_ratio:6.2f}")
         else:
             print("upstream: skipped (set UPSTREAM_WSTUNNEL to an upstream wstunnel binary)")
 
