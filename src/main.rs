@@ -14,7 +14,7 @@ mod tunnel;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "wstunnel", version, about, propagate_version = true)]
@@ -32,6 +32,12 @@ struct Cli {
     /// Disable colours in log output. Also set by a non-empty NO_COLOR environment variable.
     #[arg(long, global = true)]
     no_color: bool,
+
+    /// Threads for `server` and `client` (each runs its own event loop). By default one per
+    /// CPU; the TOKIO_WORKER_THREADS environment variable is read when this is not given.
+    #[arg(long, global = true, value_name = "INT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    nb_worker_threads: Option<u16>,
 
     #[command(subcommand)]
     command: Command,
@@ -55,6 +61,10 @@ fn main() -> ExitCode {
     // parsing of environment variables would reject as "1" or "yes".
     let no_color = cli.no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     init_logging(&cli.log_lvl, no_color);
+    refuse_upstream_only_options(&cli.command);
+    if let Some(threads) = cli.nb_worker_threads {
+        tunnel::set_worker_threads(threads.into());
+    }
 
     let result = match cli.command {
         Command::Pki(args) => pki::run(args),
@@ -69,6 +79,25 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Exits with 2 when an option of upstream wstunnel that this one does not implement was
+/// given, naming it: "unexpected argument" would suggest a typo.
+fn refuse_upstream_only_options(command: &Command) {
+    let given = match command {
+        Command::Server(args) => args.not_supported.first_given(),
+        Command::Client(args) => args.not_supported.first_given(),
+        Command::Pki(_) | Command::DevEnv(_) => None,
+    };
+    if let Some((option, feature)) = given {
+        let message = format!(
+            "{option} is upstream wstunnel's option for {feature}, which this wstunnel does not \
+             implement; remove it (docs/tunnel.md lists the differences from upstream)"
+        );
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
     }
 }
 

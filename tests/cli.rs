@@ -40,3 +40,70 @@ fn help_lists_every_subcommand() {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
 }
+
+#[test]
+fn upstream_options_this_wstunnel_lacks_are_refused_by_name_with_exit_2() {
+    let cases: [&[&str]; 4] = [
+        &[
+            "client",
+            "-R",
+            "tcp://8080:127.0.0.1:80",
+            "ws://127.0.0.1:9",
+        ],
+        &[
+            "client",
+            "--http-proxy",
+            "127.0.0.1:3128",
+            "ws://127.0.0.1:9",
+        ],
+        &[
+            "server",
+            "--restrict-config",
+            "restrictions.yaml",
+            "ws://127.0.0.1:9",
+        ],
+        &["server", "--enable-webtransport", "ws://127.0.0.1:9"],
+    ];
+    for arguments in cases {
+        let output = wstunnel(arguments, &[]);
+
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}: {message}");
+        assert!(message.contains(arguments[1]), "{arguments:?}: {message}");
+        assert!(
+            message.contains("does not implement"),
+            "{arguments:?}: {message}"
+        );
+    }
+}
+
+#[test]
+fn nb_worker_threads_sets_how_many_threads_the_server_runs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_wstunnel"))
+        .args([
+            "--nb-worker-threads",
+            "3",
+            "server",
+            &format!("ws://127.0.0.1:{port}"),
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stderr.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    assert!(first_line.contains("3 threads"), "{first_line}");
+}

@@ -295,6 +295,55 @@ fn path_prefix_restriction_accepts_the_prefix_and_rejects_others() {
     bad.wait_for_log("HTTP 400");
 }
 
+/// The head of the next upgrade request that reaches `listener` (a raw stand-in for the server).
+fn next_request_head(listener: &std::net::TcpListener) -> String {
+    let (mut request_stream, _) = listener.accept().unwrap();
+    request_stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        let read = request_stream.read(&mut byte).unwrap();
+        assert!(read > 0, "request ended early");
+        request.push(byte[0]);
+    }
+    String::from_utf8(request).unwrap()
+}
+
+#[test]
+fn headers_file_is_read_for_every_tunnel_and_replaces_same_named_flags() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = listener.local_addr().unwrap().port();
+    let temp = tempfile::tempdir().unwrap();
+    let headers_file = temp.path().join("headers.txt");
+    std::fs::write(
+        &headers_file,
+        "# team headers\nX-Team: from-file\n\nX-Extra: 1\n",
+    )
+    .unwrap();
+    let local = free_port();
+    let _client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("tcp://{local}:127.0.0.1:9"),
+        &["-H", "X-Team: a", "--http-headers-file", s(&headers_file)],
+        local,
+    );
+    // start_client's probe of the local port was a tunnel too.
+    let probe = next_request_head(&listener);
+
+    std::fs::write(&headers_file, "X-Team: edited\n").unwrap();
+    let _local_stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    let edited = next_request_head(&listener);
+
+    assert!(probe.contains("X-Team: from-file\r\n"), "{probe}");
+    assert!(probe.contains("X-Extra: 1\r\n"), "{probe}");
+    assert!(!probe.contains("X-Team: a\r\n"), "{probe}");
+    assert!(edited.contains("X-Team: edited\r\n"), "{edited}");
+    assert!(!edited.contains("X-Extra"), "{edited}");
+}
+
 #[test]
 fn credentials_and_extra_headers_reach_the_server() {
     // A raw listener stands in for the server to see the request exactly as sent.
@@ -318,18 +367,7 @@ fn credentials_and_extra_headers_reach_the_server() {
     );
 
     let _local_stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
-    let (mut request_stream, _) = listener.accept().unwrap();
-    request_stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !request.ends_with(b"\r\n\r\n") {
-        let read = request_stream.read(&mut buffer).unwrap();
-        assert!(read > 0, "request ended early");
-        request.extend_from_slice(&buffer[..read]);
-    }
-    let request = String::from_utf8(request).unwrap();
+    let request = next_request_head(&listener);
 
     assert!(
         request.starts_with("GET /v1/events HTTP/1.1\r\n"),

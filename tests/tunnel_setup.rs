@@ -232,3 +232,43 @@ fn many_tunnels_opened_at_once_resume_their_tls_sessions() {
         handshakes.len()
     );
 }
+
+#[test]
+fn client_with_a_retry_window_waits_for_a_server_that_starts_late() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = echo_server();
+    let server_port = free_port();
+    let local = free_port();
+    let client = Process::start(
+        &wstunnel(),
+        &args(&[
+            "client",
+            "--connection-retry-max-backoff",
+            "30s",
+            "-L",
+            &format!("tcp://{local}:{echo}"),
+            &format!("ws://127.0.0.1:{server_port}"),
+        ]),
+        temp.path().join("client.log"),
+    );
+    client.wait_for_log("listening for");
+
+    let data = random_bytes(64 * 1024, 13);
+    let sender = {
+        let data = data.clone();
+        thread::spawn(move || {
+            echo_through(TcpStream::connect(("127.0.0.1", local)).unwrap(), &data)
+        })
+    };
+    thread::sleep(Duration::from_millis(1500));
+    let _server = start_server(
+        &wstunnel(),
+        temp.path(),
+        "server",
+        args(&["server", &format!("ws://127.0.0.1:{server_port}")]),
+        server_port,
+    );
+    let echoed = sender.join().unwrap();
+
+    assert_eq!(sha256(&echoed), sha256(&data));
+}

@@ -71,6 +71,88 @@ pub struct ServerArgs {
         requires = "pki"
     )]
     pub pki_server: String,
+
+    #[command(flatten)]
+    pub not_supported: ServerNotSupported,
+}
+
+/// Upstream server options this server does not implement: recognised so that an upstream
+/// command line gets an error naming the option rather than "unexpected argument".
+#[derive(clap::Args, Debug, Default)]
+pub struct ServerNotSupported {
+    #[arg(long, hide = true, value_name = "FILE")]
+    restrict_config: Option<String>,
+    #[arg(long, hide = true)]
+    enable_webtransport: bool,
+    #[arg(long, hide = true, value_name = "URL")]
+    dns_resolver: Vec<String>,
+    #[arg(long, hide = true)]
+    dns_resolver_prefer_ipv4: bool,
+    #[arg(short = 'p', long, hide = true, value_name = "PROXY")]
+    http_proxy: Option<String>,
+    #[arg(long, hide = true, value_name = "LOGIN")]
+    http_proxy_login: Option<String>,
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    http_proxy_password: Option<String>,
+    #[arg(long, hide = true, value_name = "INT")]
+    socket_so_mark: Option<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    remote_to_local_server_idle_timeout: Option<String>,
+}
+
+impl ServerNotSupported {
+    /// The first upstream-only option given, with what it does upstream.
+    pub fn first_given(&self) -> Option<(&'static str, &'static str)> {
+        [
+            (
+                self.restrict_config.is_some(),
+                "--restrict-config",
+                "the restrictions file",
+            ),
+            (
+                self.enable_webtransport,
+                "--enable-webtransport",
+                "the WebTransport transport",
+            ),
+            (
+                !self.dns_resolver.is_empty(),
+                "--dns-resolver",
+                "a custom DNS resolver",
+            ),
+            (
+                self.dns_resolver_prefer_ipv4,
+                "--dns-resolver-prefer-ipv4",
+                "DNS preferences",
+            ),
+            (
+                self.http_proxy.is_some(),
+                "--http-proxy",
+                "an HTTP proxy to destinations",
+            ),
+            (
+                self.http_proxy_login.is_some(),
+                "--http-proxy-login",
+                "an HTTP proxy",
+            ),
+            (
+                self.http_proxy_password.is_some(),
+                "--http-proxy-password",
+                "an HTTP proxy",
+            ),
+            (
+                self.socket_so_mark.is_some(),
+                "--socket-so-mark",
+                "SO_MARK on sockets",
+            ),
+            (
+                self.remote_to_local_server_idle_timeout.is_some(),
+                "--remote-to-local-server-idle-timeout",
+                "reverse tunnels",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag, feature)| given.then_some((flag, feature)))
+    }
 }
 
 /// `wstunnel client [OPTIONS] ws[s]://HOST[:PORT]`.
@@ -109,6 +191,12 @@ pub struct ClientArgs {
           value_parser = parse_header)]
     pub http_headers: Vec<(String, String)>,
 
+    /// File of extra request headers, one `NAME: VALUE` per line (blank lines and lines
+    /// starting with `#` are skipped). Read again for every tunnel, so edits apply to the next
+    /// one; its headers replace same-named `-H` ones.
+    #[arg(long, value_name = "FILE")]
+    pub http_headers_file: Option<PathBuf>,
+
     /// Interval of WebSocket pings (`30s`, `2m`; `0` disables). By default 30 seconds.
     #[arg(long, alias = "websocket-ping-frequency-sec", value_name = "DURATION",
           default_value = "30s", value_parser = parse_duration)]
@@ -124,6 +212,13 @@ pub struct ClientArgs {
     /// seconds unused. By default 0: every tunnel connects when it starts.
     #[arg(short = 'c', long, value_name = "INT", default_value_t = 0)]
     pub connection_min_idle: u16,
+
+    /// How long to keep retrying, with growing pauses, when the server cannot be reached (TCP
+    /// connection refused or failing); TLS and HTTP refusals are not retried. By default 0: one
+    /// attempt (upstream retries for 5 minutes).
+    #[arg(long, alias = "connection-retry-max-backoff-sec", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub connection_retry_max_backoff: Duration,
 
     /// How long connecting to the server (TCP, TLS and upgrade) may take before the tunnel
     /// fails. By default 10 seconds.
@@ -163,6 +258,85 @@ pub struct ClientArgs {
     /// Client certificate name inside --pki.
     #[arg(long, value_name = "NAME", requires = "pki")]
     pub pki_client: Option<String>,
+
+    #[command(flatten)]
+    pub not_supported: ClientNotSupported,
+}
+
+/// Upstream client options this client does not implement: recognised so that an upstream
+/// command line gets an error naming the option rather than "unexpected argument".
+#[derive(clap::Args, Debug, Default)]
+pub struct ClientNotSupported {
+    #[arg(short = 'R', long, hide = true, value_name = "SPEC")]
+    remote_to_local: Vec<String>,
+    #[arg(long, hide = true, value_name = "DURATION")]
+    reverse_tunnel_connection_retry_max_backoff: Option<String>,
+
+    #[arg(short = 'p', long, hide = true, value_name = "PROXY")]
+    http_proxy: Option<String>,
+    #[arg(long, hide = true, value_name = "LOGIN")]
+    http_proxy_login: Option<String>,
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    http_proxy_password: Option<String>,
+    #[arg(long, hide = true, value_name = "URL")]
+    dns_resolver: Vec<String>,
+    #[arg(long, hide = true)]
+    dns_resolver_prefer_ipv4: bool,
+    #[arg(long, hide = true, value_name = "INT")]
+    socket_so_mark: Option<String>,
+    #[arg(long, hide = true)]
+    tls_ech_enable: bool,
+}
+
+impl ClientNotSupported {
+    /// The first upstream-only option given, with what it does upstream.
+    pub fn first_given(&self) -> Option<(&'static str, &'static str)> {
+        [
+            (!self.remote_to_local.is_empty(), "-R", "reverse tunnels"),
+            (
+                self.reverse_tunnel_connection_retry_max_backoff.is_some(),
+                "--reverse-tunnel-connection-retry-max-backoff",
+                "reverse tunnels",
+            ),
+            (
+                self.http_proxy.is_some(),
+                "--http-proxy",
+                "an HTTP proxy to the server",
+            ),
+            (
+                self.http_proxy_login.is_some(),
+                "--http-proxy-login",
+                "an HTTP proxy",
+            ),
+            (
+                self.http_proxy_password.is_some(),
+                "--http-proxy-password",
+                "an HTTP proxy",
+            ),
+            (
+                !self.dns_resolver.is_empty(),
+                "--dns-resolver",
+                "a custom DNS resolver",
+            ),
+            (
+                self.dns_resolver_prefer_ipv4,
+                "--dns-resolver-prefer-ipv4",
+                "DNS preferences",
+            ),
+            (
+                self.socket_so_mark.is_some(),
+                "--socket-so-mark",
+                "SO_MARK on sockets",
+            ),
+            (
+                self.tls_ech_enable,
+                "--tls-ech-enable",
+                "TLS Encrypted Client Hello",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag, feature)| given.then_some((flag, feature)))
+    }
 }
 
 /// Parses upstream's duration syntax: an integer with an optional `s`, `m` or `h` suffix
@@ -182,7 +356,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses `NAME: VALUE`; the name must be a valid header token.
-fn parse_header(text: &str) -> Result<(String, String), String> {
+///
+/// # Errors
+/// When the `:` is missing, the name is not a token or the value has a line break.
+pub fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| format!("header `{text}` has no `:`; write it as `NAME: VALUE`"))?;
@@ -199,6 +376,27 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
         return Err(format!("header `{name}` has a line break in its value"));
     }
     Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// Reads a `--http-headers-file`: `NAME: VALUE` lines; blank lines and `#` comments skipped.
+///
+/// # Errors
+/// When the file cannot be read, or a line is not a header (the message names the line).
+pub fn read_headers_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        anyhow::anyhow!("cannot read the headers file {}: {error}", path.display())
+    })?;
+    let mut headers = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let header = parse_header(line)
+            .map_err(|reason| anyhow::anyhow!("{} line {}: {reason}", path.display(), index + 1))?;
+        headers.push(header);
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]

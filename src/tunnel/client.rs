@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::descriptor::{Descriptor, TunnelKind};
 use super::frame::{FrameReader, FrameWriter, Masking, OpCode, encode_frame};
 use super::http;
-use super::pool::{Dialer, Pool};
+use super::pool::{Dialer, Pool, Unreachable};
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::socks5;
 use super::spec::{Host, LocalTunnelSpec, Scheme, ServerUrl};
@@ -41,12 +41,21 @@ pub struct Connector {
     pub path_prefix: String,
     /// `-H` headers, in order (the last of a name wins).
     pub headers: Vec<(String, String)>,
+    /// `--http-headers-file`, read for every tunnel; its headers replace same-named `-H` ones.
+    pub headers_file: Option<std::path::PathBuf>,
     /// `--http-upgrade-credentials`, as given.
     pub credentials: Option<String>,
     pub masking: Masking,
     pub pump: PumpOptions,
     pub connect_timeout: Duration,
+    /// `--connection-retry-max-backoff`: how long to keep retrying a server that cannot be
+    /// reached (TCP connection refused or failing). Zero: one attempt.
+    pub retry_window: Duration,
 }
+
+/// First pause between attempts to reach the server; it doubles up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 impl Connector {
     /// Connects to the server and asks for a tunnel of `kind` to `host:port`. `early` bytes
@@ -64,19 +73,34 @@ impl Connector {
         port: u16,
         early: &[u8],
     ) -> anyhow::Result<(FramesIn, FramesOut)> {
-        tokio::time::timeout(
-            self.connect_timeout,
-            self.open_within(kind, host, port, early),
-        )
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "no tunnel from {}:{} within {} s",
-                self.url.host,
-                self.url.port,
-                self.connect_timeout.as_secs()
+        let give_up_at = tokio::time::Instant::now() + self.retry_window;
+        let mut pause = FIRST_RETRY_PAUSE;
+        loop {
+            let attempt = tokio::time::timeout(
+                self.connect_timeout,
+                self.open_within(kind.clone(), host, port, early),
             )
-        })?
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no tunnel from {}:{} within {} s",
+                    self.url.host,
+                    self.url.port,
+                    self.connect_timeout.as_secs()
+                ))
+            });
+            match attempt {
+                Err(error)
+                    if error.is::<Unreachable>()
+                        && tokio::time::Instant::now() + pause < give_up_at =>
+                {
+                    tracing::debug!("{error:#}; trying again in {} ms", pause.as_millis());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+                attempt => return attempt,
+            }
+        }
     }
 
     async fn open_within(
@@ -91,8 +115,12 @@ impl Connector {
             None => self.dialer.dial().await?,
         };
 
+        let file_headers = match &self.headers_file {
+            Some(path) => super::cli::read_headers_file(path)?,
+            None => Vec::new(),
+        };
         let descriptor = Descriptor::new(kind, host, port);
-        let (request, key) = self.upgrade_request(&descriptor.encode());
+        let (request, key) = self.upgrade_request(&descriptor.encode(), &file_headers);
         let mut bytes = request.into_bytes();
         if !early.is_empty() {
             bytes.extend_from_slice(&encode_frame(OpCode::Binary, early, self.masking));
@@ -124,10 +152,10 @@ impl Connector {
         ))
     }
 
-    /// The upgrade request: built-in headers, then `-H` (replacing same-named ones), then
-    /// credentials. Returns the request and the `Sec-WebSocket-Key` it carries (which `-H`
-    /// may have replaced), to check the server's answer against.
-    fn upgrade_request(&self, token: &str) -> (String, String) {
+    /// The upgrade request: built-in headers, then `-H`, then `file_headers` (each replacing
+    /// same-named ones), then credentials. Returns the request and the `Sec-WebSocket-Key` it
+    /// carries (which a header option may have replaced), to check the server's answer against.
+    fn upgrade_request(&self, token: &str, file_headers: &[(String, String)]) -> (String, String) {
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), self.url.host_header()),
             ("upgrade".into(), "websocket".into()),
@@ -146,7 +174,7 @@ impl Connector {
             Some(existing) => existing.1 = value,
             None => headers.push((name.to_string(), value)),
         };
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter().chain(file_headers) {
             set(name, value.clone());
         }
         if let Some(credentials) = &self.credentials {

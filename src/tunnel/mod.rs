@@ -40,6 +40,8 @@ use pool::{Dialer, Pool};
 use pump::PumpOptions;
 use spec::{Host, Scheme};
 
+pub use threads::set_count as set_worker_threads;
+
 /// Characters kept as they are in a path segment (RFC 3986 unreserved); the rest of a CN is
 /// percent-encoded.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -149,6 +151,9 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let identity = client_identity(&args);
         check_pki_client_files(&args)?;
+        if let Some(path) = &args.http_headers_file {
+            cli::read_headers_file(path)?;
+        }
         let tls = if client::uses_tls(&args.url) {
             let verification = match (&args.tls_ca_certs, &args.pki) {
                 (Some(path), _) => ServerVerification::CaFile(path.clone()),
@@ -179,6 +184,7 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             pool,
             path_prefix,
             headers: args.http_headers.clone(),
+            headers_file: args.http_headers_file.clone(),
             credentials: args.http_upgrade_credentials.clone(),
             masking: if args.websocket_mask_frame {
                 Masking::Masked
@@ -189,6 +195,7 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
                 ping_every: Some(args.websocket_ping_frequency),
             },
             connect_timeout: args.connect_timeout,
+            retry_window: args.connection_retry_max_backoff,
         };
         client::run(connector, args.local_to_remote, threads::count()).await
     })

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -29,6 +28,12 @@ pub const MAX_IDLE: Duration = Duration::from_secs(20);
 
 /// How often idle connections are checked for age and for having been closed by the server.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// The server could not be reached at all (name, route or TCP connection): the one failure
+/// that `--connection-retry-max-backoff` retries.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to the server {0}")]
+pub struct Unreachable(String);
 
 /// Opens a transport to the server: TCP, then TLS for wss://.
 #[derive(Clone)]
@@ -46,7 +51,7 @@ impl Dialer {
         let (server_host, server_port) = self.url.connect_target();
         let tcp = TcpStream::connect((server_host.as_str(), server_port))
             .await
-            .with_context(|| format!("cannot connect to the server {server_host}:{server_port}"))?;
+            .map_err(|error| Unreachable(format!("{server_host}:{server_port}: {error}")))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             Some((tls, server_name)) => {

@@ -8,12 +8,25 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-/// Threads to use: `TOKIO_WORKER_THREADS` (as upstream honours it) or one per CPU.
+/// `--nb-worker-threads`, when given.
+static CHOSEN: OnceLock<usize> = OnceLock::new();
+
+/// Sets the thread count (`--nb-worker-threads`); the first call wins.
+pub fn set_count(threads: usize) {
+    let _ = CHOSEN.set(threads);
+}
+
+/// Threads to use: `--nb-worker-threads`, else `TOKIO_WORKER_THREADS` (as upstream honours
+/// it), else one per CPU.
 pub fn count() -> usize {
+    if let Some(threads) = CHOSEN.get() {
+        return *threads;
+    }
     std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|value| value.parse().ok())
