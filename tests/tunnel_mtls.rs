@@ -204,6 +204,24 @@ fn seed_testing_section_holds_openssl_s_client_with_the_client_certificate() {
 }
 
 #[test]
+fn a_tls_1_2_client_completes_the_handshake_and_reaches_http() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let server = mtls_server(temp.path(), &pki);
+
+    let output = s_client_with(
+        server.port,
+        &pki.key(CLIENT),
+        &pki.cert(CLIENT),
+        &pki.ca_cert(),
+        &["-tls1_2"],
+    );
+
+    assert!(output.contains("TLSv1.2"), "{output}");
+    assert!(output.contains("HTTP/1.1 400 Bad Request"), "{output}");
+}
+
+#[test]
 fn seed_testing_section_holds_a_faux_self_signed_certificate_is_refused() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());
@@ -243,8 +261,15 @@ fn seed_testing_section_holds_curl_without_a_client_certificate_fails() {
 
 /// Runs the walkthrough's `openssl s_client` and sends one HTTP request so that it ends.
 fn s_client(port: u16, key: &Path, cert: &Path, chain: &Path) -> String {
-    let mut child = Command::new("openssl")
+    s_client_with(port, key, cert, chain, &[])
+}
+
+/// `s_client` with `extra` options, ended by `timeout` after 30 s if it hangs.
+fn s_client_with(port: u16, key: &Path, cert: &Path, chain: &Path, extra: &[&str]) -> String {
+    let mut child = Command::new("timeout")
         .args([
+            "30",
+            "openssl",
             "s_client",
             "-connect",
             &format!("127.0.0.1:{port}"),
@@ -259,6 +284,7 @@ fn s_client(port: u16, key: &Path, cert: &Path, chain: &Path) -> String {
             "-state",
             "-ign_eof",
         ])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

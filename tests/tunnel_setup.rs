@@ -37,6 +37,16 @@ fn pooled_client(
     server_port: u16,
     echo: std::net::SocketAddr,
 ) -> (Process, u16) {
+    pooled_client_as(temp, pki, server_port, echo, CLIENT)
+}
+
+fn pooled_client_as(
+    temp: &std::path::Path,
+    pki: &Pki,
+    server_port: u16,
+    echo: std::net::SocketAddr,
+    certificate: &str,
+) -> (Process, u16) {
     let local = free_port();
     let client = start_client(
         &wstunnel(),
@@ -51,7 +61,7 @@ fn pooled_client(
             "--pki",
             s(&pki.dir),
             "--pki-client",
-            CLIENT,
+            certificate,
             &format!("wss://127.0.0.1:{server_port}"),
         ]),
         local,
@@ -271,4 +281,44 @@ fn client_with_a_retry_window_waits_for_a_server_that_starts_late() {
     let echoed = sender.join().unwrap();
 
     assert_eq!(sha256(&echoed), sha256(&data));
+}
+
+#[test]
+fn a_refused_pool_backs_off_instead_of_redialing_every_sweep() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    pki.revoke(TO_REVOKE);
+    let echo = echo_server();
+    let server_port = free_port();
+    let server = debug_pki_server(temp.path(), &pki, server_port, "server");
+
+    let (client, _local) = pooled_client_as(temp.path(), &pki, server_port, echo, TO_REVOKE);
+    thread::sleep(Duration::from_secs(12));
+
+    // Redialing every 2 s sweep would make 3 x 7 = 21 attempts in 12 s; pauses of 1, 2, 4
+    // and 8 s after each failed round allow 4 rounds (12).
+    let refusals = server.log().matches("client certificate revoked").count();
+    assert!(
+        (3..=15).contains(&refusals),
+        "{refusals} refusals:\n{}",
+        server.log()
+    );
+    let warnings = client.log().matches("cannot prepare a connection").count();
+    assert_eq!(warnings, 1, "{}", client.log());
+}
+
+#[test]
+fn unused_pooled_connections_of_a_killed_client_leave_no_warning_on_the_server() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let echo = echo_server();
+    let server_port = free_port();
+    let server = debug_pki_server(temp.path(), &pki, server_port, "server");
+    let (client, _local) = pooled_client(temp.path(), &pki, server_port, echo);
+    wait_for_handshakes(&server, 3);
+
+    drop(client);
+    thread::sleep(Duration::from_millis(500));
+
+    assert!(!server.log().contains("WARN"), "{}", server.log());
 }

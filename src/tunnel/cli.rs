@@ -209,8 +209,9 @@ pub struct ClientArgs {
 
     /// Keep this many connections to the server open and ready (TCP and TLS done), so that
     /// a new tunnel skips both handshakes. Each serves one tunnel and is replaced after 20
-    /// seconds unused. By default 0: every tunnel connects when it starts.
-    #[arg(short = 'c', long, value_name = "INT", default_value_t = 0)]
+    /// seconds unused. At most 1000. By default 0: every tunnel connects when it starts.
+    #[arg(short = 'c', long, value_name = "INT", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=i64::from(super::pool::MAX_SIZE)))]
     pub connection_min_idle: u16,
 
     /// How long to keep retrying, with growing pauses, when the server cannot be reached (TCP

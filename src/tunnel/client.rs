@@ -144,6 +144,9 @@ impl Connector {
             );
         }
         http::check_accept_key(&head, &key).map_err(|reason| anyhow::anyhow!("{reason}"))?;
+        if let Some(pool) = &self.pool {
+            pool.tunnel_accepted();
+        }
         tracing::debug!(id = %descriptor.id, "tunnel accepted by the server");
         let (read_half, write_half) = tokio::io::split(transport);
         Ok((
@@ -314,10 +317,13 @@ async fn serve_listener(
                 ..
             },
         ) => loop {
-            let (stream, peer) = listener
-                .accept()
-                .await
-                .context("accept on a -L tcp listener")?;
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    pause_after_accept_error("tcp", error).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let kind = TunnelKind::Tcp { proxy_protocol };
             let connector = Arc::clone(&connector);
@@ -336,10 +342,13 @@ async fn serve_listener(
                 ..
             },
         ) => loop {
-            let (stream, _) = listener
-                .accept()
-                .await
-                .context("accept on a -L unix listener")?;
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    pause_after_accept_error("unix", error).await;
+                    continue;
+                }
+            };
             let kind = TunnelKind::Tcp { proxy_protocol };
             let connector = Arc::clone(&connector);
             let host = host.clone();
@@ -368,10 +377,13 @@ async fn serve_listener(
             let udp_relay = udp.local_addr().context("SOCKS5 UDP socket address")?;
             tokio::spawn(socks5::serve_udp(Arc::clone(&connector), udp, timeout));
             loop {
-                let (stream, peer) = listener
-                    .accept()
-                    .await
-                    .context("accept on a -L socks5 listener")?;
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        pause_after_accept_error("socks5", error).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let connector = Arc::clone(&connector);
                 let credentials = credentials.clone();
@@ -435,6 +447,14 @@ pub async fn forward_stream<R, W>(
         totals.sent,
         totals.received
     );
+}
+
+/// A failed accept (out of file descriptors, a connection reset before it was accepted) ends
+/// neither the listener nor the client: it is logged and the listener pauses briefly, so that
+/// a lack of descriptors does not turn into a busy loop.
+async fn pause_after_accept_error(kind: &str, error: std::io::Error) {
+    tracing::warn!("accept on a -L {kind} listener failed: {error}; trying again");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 
 /// Most bytes sent as early data with the upgrade request: what fits in one TLS record with

@@ -48,15 +48,26 @@ enum HeadKind {
     Response,
 }
 
-/// Reads a request head; `None` when the peer closed before sending anything.
+/// How long a server waits for a request head.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimeouts {
+    /// For the first byte: a connection prepared ahead by a client pool (ours or upstream's
+    /// `--connection-min-idle`) legitimately waits before its request.
+    pub first_byte: Duration,
+    /// For the whole head once it has started.
+    pub head: Duration,
+}
+
+/// Reads a request head; `None` when the peer sent nothing before closing, failing or
+/// reaching `timeouts.first_byte`: that is an unused connection, not a bad request.
 ///
 /// # Errors
 /// A plain-words reason on I/O errors, timeouts, heads over 16 KiB and malformed HTTP.
 pub async fn read_request<R: AsyncRead + Unpin>(
     reader: &mut R,
-    timeout: Duration,
+    timeouts: RequestTimeouts,
 ) -> Result<Option<Head>, String> {
-    read_head(reader, Some(timeout), HeadKind::Request).await
+    read_head(reader, Some(timeouts), HeadKind::Request).await
 }
 
 /// Reads a response head. It has no timeout of its own: the client bounds the whole tunnel
@@ -70,35 +81,50 @@ pub async fn read_response<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Head,
 
 async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
-    timeout: Option<Duration>,
+    timeouts: Option<RequestTimeouts>,
     kind: HeadKind,
 ) -> Result<Option<Head>, String> {
-    let reading = async {
-        let mut buffer = Vec::with_capacity(2048);
-        let mut chunk = [0u8; 2048];
-        loop {
-            let read = reader.read(&mut chunk).await.map_err(describe_io)?;
-            if read == 0 {
-                return if buffer.is_empty() {
-                    Ok(None)
-                } else {
-                    Err("connection closed in the middle of the HTTP head".to_string())
+    let started = tokio::time::Instant::now();
+    let mut buffer = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let read = match timeouts {
+            Some(timeouts) => {
+                let (limit, what) = match buffer.is_empty() {
+                    true => (timeouts.first_byte, "no request"),
+                    false => (timeouts.head, "no complete HTTP head"),
                 };
+                match tokio::time::timeout_at(started + limit, reader.read(&mut chunk)).await {
+                    Ok(read) => read,
+                    Err(_) if buffer.is_empty() => return Ok(None),
+                    Err(_) => return Err(format!("{what} within {} s", limit.as_secs())),
+                }
             }
-            buffer.extend_from_slice(&chunk[..read]);
-            if let Some(head) = parse_head(&buffer, kind)? {
-                return Ok(Some(head));
-            }
-            if buffer.len() > MAX_HEAD {
+            None => reader.read(&mut chunk).await,
+        };
+        let read = match read {
+            Ok(read) => read,
+            // Also an unused connection, closed without TLS close_notify.
+            Err(_) if buffer.is_empty() && timeouts.is_some() => return Ok(None),
+            Err(error) => return Err(describe_io(error)),
+        };
+        if read == 0 {
+            return if buffer.is_empty() {
+                Ok(None)
+            } else {
+                Err("connection closed in the middle of the HTTP head".to_string())
+            };
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        if let Some(head) = parse_head(&buffer, kind)? {
+            if buffer.len() - head.leftover.len() > MAX_HEAD {
                 return Err("HTTP head larger than 16 KiB".to_string());
             }
+            return Ok(Some(head));
         }
-    };
-    match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, reading)
-            .await
-            .map_err(|_| format!("no complete HTTP head within {} s", timeout.as_secs()))?,
-        None => reading.await,
+        if buffer.len() > MAX_HEAD {
+            return Err("HTTP head larger than 16 KiB".to_string());
+        }
     }
 }
 
@@ -225,13 +251,31 @@ mod tests {
         let raw = b"GET /v1/events HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\nXY";
         let mut reader = &raw[..];
 
-        let head = read_request(&mut reader, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let timeouts = RequestTimeouts {
+            first_byte: Duration::from_secs(1),
+            head: Duration::from_secs(1),
+        };
+
+        let head = read_request(&mut reader, timeouts).await.unwrap().unwrap();
 
         assert_eq!(head.target, "/v1/events");
         assert!(head.header_has_token("connection", "upgrade"));
         assert_eq!(head.leftover, b"XY");
+    }
+
+    #[tokio::test]
+    async fn a_head_over_16_kib_is_refused_even_when_it_completes_in_the_last_read() {
+        let mut raw = b"GET /v1/events HTTP/1.1\r\nX-Padding: ".to_vec();
+        raw.resize(MAX_HEAD + 1024, b'a');
+        raw.extend_from_slice(b"\r\n\r\n");
+        let mut reader = &raw[..];
+        let timeouts = RequestTimeouts {
+            first_byte: Duration::from_secs(1),
+            head: Duration::from_secs(1),
+        };
+
+        let refused = read_request(&mut reader, timeouts).await;
+
+        assert!(matches!(refused, Err(reason) if reason.contains("16 KiB")));
     }
 }

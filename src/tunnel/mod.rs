@@ -176,8 +176,16 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
             url: args.url.clone(),
             tls,
         };
-        let pool = (args.connection_min_idle > 0)
-            .then(|| Arc::new(Pool::new(dialer.clone(), args.connection_min_idle.into())));
+        // A stdio tunnel is one tunnel per run: connections prepared ahead would go unused.
+        let listens = (args.local_to_remote.iter())
+            .any(|spec| !matches!(spec, spec::LocalTunnelSpec::Stdio { .. }));
+        let pool = (args.connection_min_idle > 0 && listens).then(|| {
+            Arc::new(Pool::new(
+                dialer.clone(),
+                args.connection_min_idle.into(),
+                args.connect_timeout,
+            ))
+        });
         let connector = client::Connector {
             url: args.url.clone(),
             dialer,

@@ -4,7 +4,7 @@
 //! The upgrade request names the tunnel's destination, so a connection can be prepared but
 //! not upgraded in advance, and it serves one tunnel only (as upstream). A connection that
 //! waited [`MAX_IDLE`] is closed and replaced, well before a server gives up waiting for its
-//! request (30 seconds on ours and upstream's).
+//! request (two minutes on ours; upstream's TLS server waits without limit).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -70,11 +70,22 @@ impl Dialer {
     }
 }
 
+/// Most connections `--connection-min-idle` may ask for (upstream's pool holds at most 1000).
+pub const MAX_SIZE: u16 = 1000;
+
+/// After a failed dial the pool waits this long before dialing again, doubling with each
+/// further failure up to [`MAX_PAUSE`]; a success resets it. Without it a server that refuses
+/// the client (a revoked certificate) would get `size` handshakes every sweep, forever.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
 /// Prepared connections, shared by every thread of the client.
 pub struct Pool {
     dialer: Dialer,
     /// `--connection-min-idle`: how many prepared connections to keep.
     size: usize,
+    /// `--connect-timeout`, for each preparation.
+    connect_timeout: Duration,
     state: Arc<Shared>,
 }
 
@@ -83,6 +94,14 @@ struct Shared {
     idle: Mutex<VecDeque<Prepared>>,
     /// Connections being prepared, counted so that refills do not overshoot `size`.
     dialing: AtomicUsize,
+    failures: Mutex<Failures>,
+}
+
+/// Failed preparations in a row, and when to try again.
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    retry_at: Option<Instant>,
 }
 
 struct Prepared {
@@ -90,12 +109,23 @@ struct Prepared {
     transport: Box<dyn Transport>,
 }
 
+/// What [`Prepared::state`] found.
+enum Freshness {
+    Fresh,
+    /// Unused for [`MAX_IDLE`]: closed and replaced, nothing wrong.
+    Expired,
+    /// Closed or refused by the server: counts as a failed preparation.
+    Closed(String),
+}
+
 impl Pool {
-    /// A pool of `size` connections; empty until [`Pool::start`] or the first tunnel.
-    pub fn new(dialer: Dialer, size: usize) -> Pool {
+    /// A pool of `size` connections, each prepared within `connect_timeout`; empty until
+    /// [`Pool::maintain`] runs.
+    pub fn new(dialer: Dialer, size: usize, connect_timeout: Duration) -> Pool {
         Pool {
             dialer,
             size,
+            connect_timeout,
             state: Arc::new(Shared::default()),
         }
     }
@@ -110,9 +140,13 @@ impl Pool {
             {
                 let mut idle = self.state.lock();
                 for mut prepared in std::mem::take(&mut *idle) {
-                    match prepared.is_fresh() {
-                        true => idle.push_back(prepared),
-                        false => stale.push(prepared),
+                    match prepared.state() {
+                        Freshness::Fresh => idle.push_back(prepared),
+                        Freshness::Expired => stale.push(prepared),
+                        Freshness::Closed(reason) => {
+                            self.state.record_failure(&anyhow::anyhow!(reason));
+                            stale.push(prepared);
+                        }
                     }
                 }
             }
@@ -123,49 +157,74 @@ impl Pool {
         }
     }
 
-    /// A prepared connection, or `None` when none is ready (the caller dials its own).
-    /// Starts preparing a replacement either way.
+    /// A prepared connection, or `None` when none is ready (the caller dials its own). The
+    /// caller calls [`Pool::tunnel_accepted`] once its tunnel is up: by then the server's session
+    /// ticket has arrived and the replacement can resume the TLS session.
     pub fn take(&self) -> Option<Box<dyn Transport>> {
-        let taken = loop {
-            let Some(mut prepared) = self.state.lock().pop_front() else {
-                break None;
-            };
-            if prepared.is_fresh() {
-                break Some(prepared.transport);
+        loop {
+            let mut prepared = self.state.lock().pop_front()?;
+            match prepared.state() {
+                Freshness::Fresh => return Some(prepared.transport),
+                Freshness::Expired => {}
+                Freshness::Closed(reason) => self.state.record_failure(&anyhow::anyhow!(reason)),
             }
             tokio::spawn(prepared.close());
-        };
-        self.refill();
-        taken
+        }
     }
 
-    /// Starts dialing until ready and dialing connections add up to the pool's size. A failed
-    /// dial is logged at debug level only: the tunnel that needs the server reports the error.
+    /// A tunnel was accepted: the server takes this client, so failures are over; prepares
+    /// the replacement of the connection the tunnel used.
+    pub fn tunnel_accepted(&self) {
+        self.state.record_success();
+        self.refill();
+    }
+
+    /// Starts dialing until ready and dialing connections add up to the pool's size, unless
+    /// the last preparations failed and their pause is not over. The first failure of a run is
+    /// logged as a warning, the next ones at debug level.
     fn refill(&self) {
+        let waiting = self
+            .state
+            .failures()
+            .retry_at
+            .is_some_and(|retry_at| Instant::now() < retry_at);
+        if waiting {
+            return;
+        }
         let ready = self.state.lock().len();
         let dialing = self.state.dialing.load(Ordering::Relaxed);
         for _ in (ready + dialing)..self.size {
             self.state.dialing.fetch_add(1, Ordering::Relaxed);
             let (dialer, state) = (self.dialer.clone(), Arc::clone(&self.state));
+            let connect_timeout = self.connect_timeout;
             tokio::spawn(async move {
-                let dialed = match dialer.dial().await {
+                let preparing = async {
+                    let mut transport = dialer.dial().await?;
                     // Finish the handshake now: the server does not wait for it forever.
-                    Ok(mut transport) => transport
+                    transport
                         .flush()
                         .await
-                        .map(|()| transport)
-                        .map_err(|error| anyhow::anyhow!("TLS handshake failed: {error}")),
-                    Err(error) => Err(error),
+                        .map_err(|error| anyhow::anyhow!("TLS handshake failed: {error}"))?;
+                    Ok::<_, anyhow::Error>(transport)
                 };
+                let prepared = tokio::time::timeout(connect_timeout, preparing)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "not connected within {} s",
+                            connect_timeout.as_secs()
+                        ))
+                    });
                 state.dialing.fetch_sub(1, Ordering::Relaxed);
-                match dialed {
+                match prepared {
+                    // Success is recorded when a tunnel is accepted on a connection (see
+                    // `Pool::tunnel_accepted`): with TLS 1.3 a refused certificate only shows after the
+                    // handshake, and would otherwise reset the pause every round.
                     Ok(transport) => state.lock().push_back(Prepared {
                         since: Instant::now(),
                         transport,
                     }),
-                    Err(error) => {
-                        tracing::debug!("cannot prepare a connection to the server: {error:#}")
-                    }
+                    Err(error) => state.record_failure(&error),
                 }
             });
         }
@@ -173,6 +232,34 @@ impl Pool {
 }
 
 impl Shared {
+    fn failures(&self) -> MutexGuard<'_, Failures> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record_success(&self) {
+        *self.failures() = Failures::default();
+    }
+
+    fn record_failure(&self, error: &anyhow::Error) {
+        let mut failures = self.failures();
+        failures.count += 1;
+        let pause = FIRST_PAUSE
+            .saturating_mul(1 << (failures.count - 1).min(6))
+            .min(MAX_PAUSE);
+        failures.retry_at = Some(Instant::now() + pause);
+        if failures.count == 1 {
+            tracing::warn!(
+                "--connection-min-idle: cannot prepare a connection to the server: {error:#}; \
+                 trying again in {} s, then less often",
+                pause.as_secs()
+            );
+        } else {
+            tracing::debug!("cannot prepare a connection to the server: {error:#}");
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Prepared>> {
         // A panic while the lock was held cannot leave the queue inconsistent: every
         // operation on it is a single push, pop or swap.
@@ -183,19 +270,27 @@ impl Shared {
 }
 
 impl Prepared {
-    /// Younger than [`MAX_IDLE`] and still open: the server has neither closed it nor sent
-    /// anything (TLS session tickets are consumed by the TLS layer and do not count).
-    fn is_fresh(&mut self) -> bool {
+    /// Whether the connection can still carry a tunnel: younger than [`MAX_IDLE`], and the
+    /// server has neither closed it nor sent anything (TLS session tickets are consumed by
+    /// the TLS layer and do not count).
+    fn state(&mut self) -> Freshness {
         if self.since.elapsed() >= MAX_IDLE {
-            return false;
+            return Freshness::Expired;
         }
         let mut probe = [0u8; 1];
         let mut buffer = ReadBuf::new(&mut probe);
         let mut context = Context::from_waker(Waker::noop());
-        matches!(
-            Pin::new(&mut self.transport).poll_read(&mut context, &mut buffer),
-            Poll::Pending
-        )
+        match Pin::new(&mut self.transport).poll_read(&mut context, &mut buffer) {
+            Poll::Pending => Freshness::Fresh,
+            Poll::Ready(Ok(())) if buffer.filled().is_empty() => {
+                Freshness::Closed("the server closed a prepared connection".to_string())
+            }
+            Poll::Ready(Ok(())) => {
+                Freshness::Closed("the server sent data before any request".to_string())
+            }
+            // With TLS 1.3 a refused client certificate shows up here, after the handshake.
+            Poll::Ready(Err(error)) => Freshness::Closed(http::describe_io(error)),
+        }
     }
 
     /// Ends the connection politely (TLS close_notify, then FIN), so that the server sees a

@@ -25,8 +25,14 @@ use crate::tls::server::{Revocations, ServerTls};
 
 /// Time allowed for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed for the upgrade request head to arrive.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for the upgrade request: two minutes for its first byte, because clients
+/// with `--connection-min-idle` open connections ahead (upstream's pool hands out
+/// connections up to about a minute old; its TLS server waits forever), then 30 seconds for
+/// the rest of the head. A connection that sends nothing is closed without a word.
+const REQUEST_TIMEOUTS: http::RequestTimeouts = http::RequestTimeouts {
+    first_byte: Duration::from_secs(120),
+    head: Duration::from_secs(30),
+};
 /// Time allowed to connect a TCP destination (as upstream).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Body of every rejection, as upstream (the client cannot tell why; the log says).
@@ -109,8 +115,16 @@ async fn handle_connection(settings: Arc<ServerSettings>, stream: TcpStream, pee
             return;
         }
     };
-    // The session ticket stays held and leaves with the answer to the upgrade request.
+    // TLS 1.3: the session ticket stays held and leaves with the answer to the upgrade
+    // request. TLS 1.2: the server's Finished may be the last handshake record, which the
+    // client waits for before it sends anything, so it goes now.
     stream.get_mut().0.release();
+    if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3)
+        && let Err(error) = stream.flush().await
+    {
+        tracing::debug!(%peer, "cannot finish the TLS 1.2 handshake: {error}");
+        return;
+    }
     let connection = stream.get_ref().1;
     tracing::debug!(%peer, handshake = ?connection.handshake_kind(), "TLS handshake done");
     let identity = connection
@@ -150,7 +164,7 @@ async fn handle_upgrade<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let head = match http::read_request(&mut stream, REQUEST_TIMEOUT).await {
+    let head = match http::read_request(&mut stream, REQUEST_TIMEOUTS).await {
         Ok(Some(head)) => head,
         Ok(None) => return,
         Err(reason) => {
