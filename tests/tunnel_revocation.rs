@@ -58,6 +58,32 @@ fn start_failure(arguments: &[&str]) -> String {
 }
 
 #[test]
+fn an_older_crl_copied_back_is_refused_and_the_revocation_stays() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+    let before_revocation = std::fs::read(pki.crl()).unwrap();
+    let (server, port) = start_pki_server(temp.path(), &pki);
+    let (_client, local) = echo_client(temp.path(), &pki, port, TO_REVOKE);
+    pki.revoke(TO_REVOKE);
+    server.wait_for_log("TLS files changed");
+
+    std::fs::write(pki.crl(), before_revocation).unwrap();
+    server.wait_for_log("older than the CRL in use");
+    let after_rollback = round_trip_works(local);
+
+    assert!(!after_rollback, "the revoked client must stay out");
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|line| line.contains("older than the CRL in use"))
+        .unwrap();
+    assert!(
+        warning.contains(" WARN ") && warning.contains("CRL number"),
+        "{warning}"
+    );
+}
+
+#[test]
 fn a_revoked_client_stays_rejected_after_the_crl_file_is_deleted() {
     let temp = tempfile::tempdir().unwrap();
     let pki = pki_dir(temp.path());

@@ -100,6 +100,61 @@ struct LoadedCrl {
     ders: Vec<CertificateRevocationListDer<'static>>,
 }
 
+/// Where a CRL stands in its issuer's sequence: the CRL number when it has one, and its
+/// thisUpdate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CrlPosition {
+    number: Option<x509_parser::num_bigint::BigUint>,
+    this_update: i64,
+}
+
+impl LoadedCrl {
+    /// Each CRL's issuer (raw name) with its position.
+    fn positions(&self) -> Vec<(Vec<u8>, CrlPosition)> {
+        self.ders
+            .iter()
+            .filter_map(|der| CertificateRevocationList::from_der(der.as_ref()).ok())
+            .map(|(_, crl)| {
+                let position = CrlPosition {
+                    number: crl.crl_number().cloned(),
+                    this_update: crl.last_update().timestamp(),
+                };
+                (crl.issuer().as_raw().to_vec(), position)
+            })
+            .collect()
+    }
+
+    /// Refuses a CRL older than the one it replaces for the same issuer: copying back an
+    /// older CRL would lift every revocation made since.
+    fn check_not_older_than(&self, previous: &LoadedCrl, path: &Path) -> anyhow::Result<()> {
+        let before = previous.positions();
+        for (issuer, now) in self.positions() {
+            let older = before.iter().find(|(was_issuer, was)| {
+                *was_issuer == issuer
+                    && match (&now.number, &was.number) {
+                        (Some(number), Some(was_number)) => number < was_number,
+                        _ => now.this_update < was.this_update,
+                    }
+            });
+            if let Some((_, was)) = older {
+                let describe = |position: &CrlPosition| match &position.number {
+                    Some(number) => format!("CRL number {number}"),
+                    None => format!("thisUpdate {}", position.this_update),
+                };
+                bail!(
+                    "{} is older than the CRL in use ({} < {}): an older CRL would lift the \
+                     revocations made since; publish a new one with `wstunnel pki gen-crl \
+                     --dir DIR`",
+                    path.display(),
+                    describe(&now),
+                    describe(was)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The last good contents of every piece, and what each file looked like at the last poll.
 struct Pieces {
     identity: Identity,
@@ -304,7 +359,13 @@ fn poll(files: &ServerTlsFiles, pieces: &mut Pieces) -> Vec<String> {
             continue;
         }
         let had_one = pieces.crls[index].is_some();
-        match crl_from(&seen, &crl.path, &roots) {
+        let loaded = crl_from(&seen, &crl.path, &roots).and_then(|loaded| {
+            if let (Some(previous), false) = (&pieces.crls[index], ca_changed) {
+                loaded.check_not_older_than(previous, &crl.path)?;
+            }
+            Ok(loaded)
+        });
+        match loaded {
             Ok(loaded) => {
                 pieces.crls[index] = Some(loaded);
                 changed.push(format!("CRL {}", crl.path.display()));
