@@ -160,6 +160,76 @@ fn unix_socket_tunnel_carries_8_mib_both_ways_intact() {
 }
 
 #[test]
+fn a_socks5_domain_with_a_line_break_cannot_forge_a_client_log_line() {
+    let temp = tempfile::tempdir().unwrap();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let client = client(
+        temp.path(),
+        &format!("ws://127.0.0.1:{server_port}"),
+        &format!("socks5://127.0.0.1:{local}"),
+        &[],
+        local,
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    stream.write_all(&[5, 1, 0]).unwrap();
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice).unwrap();
+    let domain = b"a\nFORGED ERROR line\x1b[31m";
+    let mut request = vec![5, 1, 0, 3, domain.len() as u8];
+    request.extend_from_slice(domain);
+    request.extend_from_slice(&80u16.to_be_bytes());
+    stream.write_all(&request).unwrap();
+    let mut reply = [0u8; 2];
+    let _ = stream.read(&mut reply);
+    client.wait_for_log("SOCKS5 request refused");
+
+    let log = client.log();
+    assert!(!log.lines().any(|line| line.starts_with("FORGED")), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
+#[test]
+fn udp_tunnel_closes_after_its_idle_timeout_although_pings_keep_flowing() {
+    let temp = tempfile::tempdir().unwrap();
+    let echo = udp_echo_server();
+    let (_server, server_port) = plain_server(temp.path(), &[]);
+    let local = free_port();
+    let process = Process::start(
+        &wstunnel(),
+        &args(&[
+            "client",
+            "--websocket-ping-frequency",
+            "1s",
+            "-L",
+            &format!("udp://{local}:{echo}?timeout_sec=2"),
+            &format!("ws://127.0.0.1:{server_port}"),
+        ]),
+        temp.path().join("client.log"),
+    );
+    wait_for_udp_port(local, &process);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.connect(("127.0.0.1", local)).unwrap();
+
+    let mut buffer = [0u8; 16];
+    let echoed = (0..5).find_map(|_| {
+        socket.send(b"once").unwrap();
+        socket.recv(&mut buffer).ok()
+    });
+
+    assert_eq!(echoed, Some(4));
+    // wait_for_log gives up after 20 s: pings every second must not count as activity.
+    process.wait_for_log("closed (idle timeout)");
+}
+
+#[test]
 fn udp_tunnel_keeps_datagram_boundaries() {
     let temp = tempfile::tempdir().unwrap();
     let echo = udp_echo_server();

@@ -371,3 +371,29 @@ fn a_walkthrough_directory_made_by_openssl_serves_its_clients_and_enforces_its_c
     assert!(!round_trip_works(revoked_port));
     server.process.wait_for_log("client certificate revoked");
 }
+
+#[test]
+fn a_client_certificate_given_as_the_server_certificate_is_refused_at_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+
+    let output = Command::new(wstunnel())
+        .args([
+            "server",
+            "--pki",
+            s(&pki.dir),
+            "--pki-server",
+            CLIENT,
+            &format!("wss://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("{CLIENT}.cert.pem is not a server certificate")),
+        "{message}"
+    );
+    assert!(message.contains("clientAuth"), "{message}");
+}

@@ -127,6 +127,12 @@ pub fn client_side_hint(error: &io::Error) -> Option<String> {
              `--tls-ca-certs DIR/certs/ca.cert.pem`), or reissue the server certificate from \
              this CA with `wstunnel pki issue-server --dir DIR`"
         }
+        Error::InvalidCertificate(
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+        ) => {
+            "the server presents a certificate that is not for servers (a client certificate?); \
+             the server needs one from `wstunnel pki issue-server`"
+        }
         Error::InvalidCertificate(other) => {
             return Some(format!(
                 "the server's certificate is not acceptable: {other:?}"

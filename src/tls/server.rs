@@ -138,7 +138,10 @@ impl LoadedCrl {
             });
             if let Some((_, was)) = older {
                 let describe = |position: &CrlPosition| match &position.number {
-                    Some(number) => format!("CRL number {number}"),
+                    // Hex, as `wstunnel pki`, `crlnumber` and openssl show CRL numbers.
+                    Some(number) => {
+                        format!("CRL number 0x{}", number.to_str_radix(16).to_uppercase())
+                    }
                     None => format!("thisUpdate {}", position.this_update),
                 };
                 bail!(
@@ -394,6 +397,36 @@ fn poll(files: &ServerTlsFiles, pieces: &mut Pieces) -> Vec<String> {
     changed
 }
 
+/// Refuses a leaf certificate whose extended key usage leaves out serverAuth (a client
+/// certificate passed as the server's): every client would refuse it, each with a TLS error,
+/// while the server itself would look healthy. No extension means any purpose.
+fn check_server_purpose(chain: &[CertificateDer<'static>], path: &Path) -> anyhow::Result<()> {
+    let Some(leaf) = chain.first() else {
+        return Ok(());
+    };
+    let Ok((_, parsed)) = X509Certificate::from_der(leaf.as_ref()) else {
+        return Ok(());
+    };
+    let Ok(Some(usage)) = parsed.extended_key_usage() else {
+        return Ok(());
+    };
+    if usage.value.server_auth || usage.value.any {
+        return Ok(());
+    }
+    let mut purposes = Vec::new();
+    if usage.value.client_auth {
+        purposes.push("clientAuth".to_string());
+    }
+    purposes.extend(usage.value.other.iter().map(|oid| oid.to_id_string()));
+    bail!(
+        "{} is not a server certificate (extended key usage: {}): clients would refuse it; \
+         issue one with `wstunnel pki issue-server --dir DIR` (or pick it with --pki-server \
+         NAME)",
+        path.display(),
+        purposes.join(", ")
+    )
+}
+
 fn identity_from(seen: &(Seen, Seen), certificate: &Path, key: &Path) -> anyhow::Result<Identity> {
     let certificate_bytes = seen
         .0
@@ -407,6 +440,7 @@ fn identity_from(seen: &(Seen, Seen), certificate: &Path, key: &Path) -> anyhow:
         chain: files::certificates_from(certificate_bytes, certificate)?,
         key: files::private_key_from(key_bytes, key)?,
     };
+    check_server_purpose(&identity.chain, certificate)?;
     // Pairing the two in a throw-away configuration proves the key matches the certificate.
     ServerConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()

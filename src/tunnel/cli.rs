@@ -177,7 +177,8 @@ pub struct ClientArgs {
         long,
         value_name = "PREFIX",
         default_value = "v1",
-        env = "WSTUNNEL_HTTP_UPGRADE_PATH_PREFIX"
+        env = "WSTUNNEL_HTTP_UPGRADE_PATH_PREFIX",
+        value_parser = parse_path_prefix
     )]
     pub http_upgrade_path_prefix: String,
 
@@ -356,6 +357,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(value.saturating_mul(unit)))
 }
 
+/// Checks that a `-P` prefix can go into the request line as given: URL path characters only
+/// (RFC 3986 `pchar` and `/`), percent-escapes included.
+fn parse_path_prefix(text: &str) -> Result<String, String> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&byte);
+    match text.bytes().find(|byte| !allowed(*byte)) {
+        None if !text.is_empty() => Ok(text.to_string()),
+        None => Err("the path prefix is empty".to_string()),
+        Some(byte) => Err(format!(
+            "`{}` has {}, which cannot go in a URL path: use letters, digits and \
+             -._~!$&'()*+,;=:@/ or percent-escapes (a space is %20)",
+            text.escape_debug(),
+            match byte {
+                b' ' => "a space".to_string(),
+                byte if byte.is_ascii() => format!("`{}`", (byte as char).escape_debug()),
+                _ => "a non-ASCII character".to_string(),
+            }
+        )),
+    }
+}
+
 /// Parses `NAME: VALUE`; the name must be a valid header token.
 ///
 /// # Errors
@@ -375,6 +396,24 @@ pub fn parse_header(text: &str) -> Result<(String, String), String> {
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n') {
         return Err(format!("header `{name}` has a line break in its value"));
+    }
+    // Replacing these breaks the upgrade itself (Sec-WebSocket-Protocol carries the tunnel's
+    // token); upstream's client sends them as given and then fails without a word.
+    const PROTOCOL: [&str; 6] = [
+        "connection",
+        "upgrade",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+        "content-length",
+        "transfer-encoding",
+    ];
+    if PROTOCOL
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+    {
+        return Err(format!(
+            "header `{name}` belongs to the WebSocket upgrade and cannot be replaced"
+        ));
     }
     Ok((name.to_string(), value.trim().to_string()))
 }
@@ -417,5 +456,32 @@ mod tests {
         assert_eq!(parse_header("X-A: b").unwrap(), ("X-A".into(), "b".into()));
         assert!(parse_header("X A: b").is_err());
         assert!(parse_header("nocolon").is_err());
+    }
+
+    #[test]
+    fn path_prefixes_must_fit_in_a_url_path() {
+        assert_eq!(parse_path_prefix("team-a%20b").unwrap(), "team-a%20b");
+        assert!(parse_path_prefix("a b").unwrap_err().contains("a space"));
+        assert!(
+            parse_path_prefix("caf\u{e9}")
+                .unwrap_err()
+                .contains("non-ASCII")
+        );
+        assert!(parse_path_prefix("").is_err());
+    }
+
+    #[test]
+    fn headers_of_the_upgrade_itself_cannot_be_replaced() {
+        for name in [
+            "Connection",
+            "upgrade",
+            "Sec-WebSocket-Protocol",
+            "Content-Length",
+        ] {
+            let refused = parse_header(&format!("{name}: x")).unwrap_err();
+
+            assert!(refused.contains("cannot be replaced"), "{name}: {refused}");
+        }
+        assert!(parse_header("Host: example.org").is_ok());
     }
 }

@@ -73,8 +73,10 @@ impl Connector {
         port: u16,
         early: &[u8],
     ) -> anyhow::Result<(FramesIn, FramesOut)> {
-        let give_up_at = tokio::time::Instant::now() + self.retry_window;
+        let started = tokio::time::Instant::now();
+        let give_up_at = started + self.retry_window;
         let mut pause = FIRST_RETRY_PAUSE;
+        let mut attempts = 1u32;
         loop {
             let attempt = tokio::time::timeout(
                 self.connect_timeout,
@@ -89,14 +91,20 @@ impl Connector {
                     self.connect_timeout.as_secs()
                 ))
             });
+            let now = tokio::time::Instant::now();
             match attempt {
-                Err(error)
-                    if error.is::<Unreachable>()
-                        && tokio::time::Instant::now() + pause < give_up_at =>
-                {
+                Err(error) if error.is::<Unreachable>() && now < give_up_at => {
                     tracing::debug!("{error:#}; trying again in {} ms", pause.as_millis());
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(pause.min(give_up_at - now)).await;
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                    attempts += 1;
+                }
+                Err(error) if attempts > 1 && error.is::<Unreachable>() => {
+                    return Err(error.context(format!(
+                        "gave up after {attempts} attempts in {} s \
+                         (--connection-retry-max-backoff)",
+                        (now - started).as_secs()
+                    )));
                 }
                 attempt => return attempt,
             }
@@ -135,7 +143,7 @@ impl Connector {
             .await
             .map_err(|reason| anyhow::anyhow!("no upgrade answer: {reason}"))?;
         if head.target != "101" {
-            let body = String::from_utf8_lossy(&head.leftover);
+            let body = super::printable(&String::from_utf8_lossy(&head.leftover));
             anyhow::bail!(
                 "the server refused the tunnel to {host}:{port} with HTTP {} `{}` (the server \
                  log says why)",
@@ -288,11 +296,15 @@ impl Listener {
                     .with_context(|| format!("cannot listen on udp {bind}"))?,
             ),
             LocalTunnelSpec::Unix { path, .. } => {
-                Listener::Unix(UnixListener::bind(path).with_context(|| {
-                    format!(
-                        "cannot listen on {} (remove a stale socket file)",
-                        path.display()
-                    )
+                Listener::Unix(UnixListener::bind(path).map_err(|error| {
+                    let hint = match error.kind() {
+                        std::io::ErrorKind::AddrInUse => {
+                            " (a socket file is there: remove it if no program uses it)"
+                        }
+                        std::io::ErrorKind::NotFound => " (its directory does not exist)",
+                        _ => "",
+                    };
+                    anyhow::anyhow!("cannot listen on {}{hint}: {error}", path.display())
                 })?)
             }
             LocalTunnelSpec::Stdio { .. } => anyhow::bail!("stdio has no listener"),
@@ -453,7 +465,12 @@ pub async fn forward_stream<R, W>(
 /// neither the listener nor the client: it is logged and the listener pauses briefly, so that
 /// a lack of descriptors does not turn into a busy loop.
 async fn pause_after_accept_error(kind: &str, error: std::io::Error) {
-    tracing::warn!("accept on a -L {kind} listener failed: {error}; trying again");
+    let advice = match error.raw_os_error() {
+        Some(24) | Some(23) => " (raise the open-file limit, `ulimit -n`)",
+        _ => "",
+    };
+    tracing::warn!("accept on a -L {kind} listener failed: {error}{advice}; trying again");
+    // Five warnings a second at most.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 

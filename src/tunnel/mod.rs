@@ -283,3 +283,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// Text from the peer made safe for a log line: control characters (line breaks that would
+/// forge log lines, terminal escapes) become `?`, and it is cut at 200 characters.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|character| {
+            if character.is_control() {
+                '?'
+            } else {
+                character
+            }
+        })
+        .collect()
+}

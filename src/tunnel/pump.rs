@@ -271,16 +271,20 @@ where
     let mut ticker = ping_ticker(options.ping_every);
     let mut outstanding = 0u32;
     tokio::pin!(cancel);
+    // Only datagrams from the local end count as activity: pings, pongs and datagrams from
+    // the remote end would otherwise keep an abandoned tunnel open for ever.
+    let mut last_local = tokio::time::Instant::now();
     let ending = loop {
         let idle_timer = async {
             match idle {
-                Some(period) => tokio::time::sleep(period).await,
+                Some(period) => tokio::time::sleep_until(last_local + period).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             received = local.recv(&mut buffer[HEADER_ROOM..]) => match received {
                 Ok(Some(length)) => {
+                    last_local = tokio::time::Instant::now();
                     let frame = &mut buffer[..HEADER_ROOM + length];
                     if let Err(error) = frames_out.send_in_place(OpCode::Binary, frame).await {
                         break Ending::Error(error);

@@ -15,6 +15,7 @@ use super::coalesce::Coalescing;
 use super::descriptor::{Descriptor, TunnelKind};
 use super::frame::{FrameReader, FrameWriter, Masking};
 use super::http;
+use super::printable;
 use super::pump::{self, DatagramEnd, PumpOptions};
 use super::restrictions::Restrictions;
 use super::spec::Host;
@@ -72,12 +73,22 @@ pub async fn serve(settings: ServerSettings, threads: usize) -> anyhow::Result<(
 }
 
 async fn accept_loop(settings: Arc<ServerSettings>, listener: TcpListener) {
+    let mut last_accept_error: Option<tokio::time::Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::error!("accept failed: {error}");
+                // Out of file descriptors and the like: wait instead of spinning, and say it
+                // once a second at most.
+                let now = tokio::time::Instant::now();
+                if last_accept_error.is_none_or(|last| now - last >= Duration::from_secs(1)) {
+                    last_accept_error = Some(now);
+                    let advice = match error.raw_os_error() {
+                        Some(24) | Some(23) => " (raise the open-file limit, `ulimit -n`)",
+                        _ => "",
+                    };
+                    tracing::error!("accept failed: {error}{advice}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -242,21 +253,6 @@ async fn handle_upgrade<S>(
             totals.sent
         ),
     }
-}
-
-/// Text from the peer made safe for a log line: control characters (line breaks that would
-/// forge log lines, terminal escapes) become `?`, and it is cut at 200 characters.
-fn printable(text: &str) -> String {
-    text.chars()
-        .take(200)
-        .map(|character| {
-            if character.is_control() {
-                '?'
-            } else {
-                character
-            }
-        })
-        .collect()
 }
 
 /// Resolves when a CRL reload revokes the client certificate of this tunnel.

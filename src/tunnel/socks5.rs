@@ -50,7 +50,7 @@ pub async fn serve(
     let request = match handshake.await {
         Ok(Ok(request)) => request,
         Ok(Err(reason)) => {
-            tracing::warn!(%peer, "SOCKS5 request refused: {reason}");
+            tracing::warn!(%peer, "SOCKS5 request refused: {}", super::printable(&reason));
             return;
         }
         Err(_) => {
