@@ -230,6 +230,9 @@ pub async fn run(
                 port,
                 proxy_protocol,
             } => {
+                if stdio.is_some() {
+                    anyhow::bail!("only one -L stdio:// can be given: there is one stdin");
+                }
                 stdio = Some((host, port, proxy_protocol));
             }
             spec => {

@@ -175,7 +175,8 @@ impl LocalTunnelSpec {
             Some((body, query)) => (body, Some(query)),
             None => (rest, None),
         };
-        let options = QueryOptions::parse(query.unwrap_or(""));
+        let options = QueryOptions::parse(query.unwrap_or(""))
+            .map_err(|reason| format!("`{text}`: {reason}"))?;
         match scheme {
             "tcp" => {
                 let (bind, remainder) = split_bind_port(body)?;
@@ -310,13 +311,18 @@ fn split_bind_port(body: &str) -> Result<(SocketAddr, &str), String> {
 /// Options from the query string of a `-L` spec.
 struct QueryOptions {
     proxy_protocol: bool,
-    /// `timeout_sec`: 30 s by default and when unparsable, `0` = none.
+    /// `timeout_sec`: 30 s by default, `0` = none.
     timeout: Option<Duration>,
     credentials: Option<Credentials>,
 }
 
 impl QueryOptions {
-    fn parse(query: &str) -> QueryOptions {
+    /// Unknown keys are ignored, as upstream does (they may belong to other tunnel kinds).
+    ///
+    /// # Errors
+    /// When `timeout_sec` is not a number, or only one of `login` and `password` is given
+    /// (a listener meant to require a password would otherwise take anyone).
+    fn parse(query: &str) -> Result<QueryOptions, String> {
         let mut options = QueryOptions {
             proxy_protocol: false,
             timeout: Some(Duration::from_secs(30)),
@@ -332,7 +338,12 @@ impl QueryOptions {
                     options.timeout = match value.parse::<u64>() {
                         Ok(0) => None,
                         Ok(seconds) => Some(Duration::from_secs(seconds)),
-                        Err(_) => Some(Duration::from_secs(30)),
+                        Err(_) => {
+                            return Err(format!(
+                                "timeout_sec=`{}` is not a number of seconds",
+                                value.escape_debug()
+                            ));
+                        }
                     }
                 }
                 "login" => login = Some(value),
@@ -340,10 +351,16 @@ impl QueryOptions {
                 _ => {}
             }
         }
-        if let (Some(login), Some(password)) = (login, password) {
-            options.credentials = Some(Credentials { login, password });
-        }
-        options
+        options.credentials = match (login, password) {
+            (Some(login), Some(password)) => Some(Credentials { login, password }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "give both login and password, or neither (no authentication)".to_string(),
+                );
+            }
+        };
+        Ok(options)
     }
 }
 
@@ -390,9 +407,9 @@ mod tests {
     }
 
     #[test]
-    fn socks5_spec_needs_both_login_and_password() {
+    fn socks5_spec_with_login_and_password_requires_them() {
         let with = LocalTunnelSpec::parse_str("socks5://127.0.0.1:1080?login=a&password=b%20c");
-        let without = LocalTunnelSpec::parse_str("socks5://1080?login=a").unwrap();
+
         match with.unwrap() {
             LocalTunnelSpec::Socks5 {
                 credentials: Some(c),
@@ -400,13 +417,6 @@ mod tests {
             } => assert_eq!(c.password, "b c"),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            without,
-            LocalTunnelSpec::Socks5 {
-                credentials: None,
-                ..
-            }
-        ));
     }
 
     #[test]
@@ -430,5 +440,20 @@ mod tests {
     fn bare_ipv6_is_not_a_host() {
         assert!(Host::parse("::1").is_err());
         assert!(Host::parse("[::1]").is_ok());
+    }
+
+    #[test]
+    fn half_given_socks5_credentials_and_unparsable_timeouts_are_refused() {
+        let login_only = LocalTunnelSpec::parse_str("socks5://1080?login=alice");
+        let password_only = LocalTunnelSpec::parse_str("socks5://1080?password=secret");
+        let bad_timeout = LocalTunnelSpec::parse_str("udp://5353:10.0.0.53:53?timeout_sec=abc");
+
+        assert!(login_only.unwrap_err().contains("both login and password"));
+        assert!(
+            password_only
+                .unwrap_err()
+                .contains("both login and password")
+        );
+        assert!(bad_timeout.unwrap_err().contains("not a number of seconds"));
     }
 }
