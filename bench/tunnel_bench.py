@@ -302,18 +302,24 @@ def main():
         mib = STREAM_BYTES / (1 << 20)
 
         implementations = [("ours", OURS)] + ([("upstream", UPSTREAM)] if UPSTREAM else [])
-        stacks = [Stack(name, binary, pki, workdir, echo.port, sink.port)
-                  for name, binary in implementations]
-        no_tls = Stack("ours ws://", OURS, pki, workdir, echo.port, sink.port, tls=False)
-        pooled = [Stack(f"{name} -c 4", binary, pki, workdir, echo.port, sink.port,
-                        client_extra=("--connection-min-idle", "4"))
-                  for name, binary in implementations]
+        started = []  # every stack, stopped at the end even when a later one fails to start
+
+        def start(*args, **kwargs):
+            stack = Stack(*args, **kwargs)
+            started.append(stack)
+            return stack
 
         class Direct:
             name = "direct"
             sink_local = sink.port
 
         try:
+            stacks = [start(name, binary, pki, workdir, echo.port, sink.port)
+                      for name, binary in implementations]
+            no_tls = start("ours ws://", OURS, pki, workdir, echo.port, sink.port, tls=False)
+            pooled = [start(f"{name} -c 4", binary, pki, workdir, echo.port, sink.port,
+                            client_extra=("--connection-min-idle", "4"))
+                      for name, binary in implementations]
             results = {}
             throughput = interleaved([Direct()] + stacks + [no_tls],
                                      lambda stack: mib / stream_seconds(stack.sink_local), RUNS)
@@ -332,7 +338,7 @@ def main():
             # kept what that load used.
             for stack in stacks:
                 stack.stop()
-            stacks = [Stack(name, binary, pki, workdir, echo.port, sink.port)
+            stacks = [start(name, binary, pki, workdir, echo.port, sink.port)
                       for name, binary in implementations]
             for stack in stacks:
                 before, with_tunnels = idle_memory(stack)
@@ -340,7 +346,7 @@ def main():
                 print(f"{stack.name:14} server RSS  {before / 1024:9.1f} MiB idle, "
                       f"{with_tunnels / 1024:.1f} MiB with {IDLE_TUNNELS} open tunnels")
         finally:
-            for stack in stacks + pooled + [no_tls]:
+            for stack in started:
                 stack.stop()
 
         ours, direct = results["ours"], results["direct"]["throughput"]
