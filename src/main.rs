@@ -83,7 +83,8 @@ fn main() -> ExitCode {
 }
 
 /// Exits with 2 when an option of upstream wstunnel that this one does not implement was
-/// given, naming it: "unexpected argument" would suggest a typo.
+/// given, naming it ("unexpected argument" would suggest a typo), or when a client has no
+/// tunnel.
 fn refuse_upstream_only_options(command: &Command) {
     let given = match command {
         Command::Server(args) => args.not_supported.first_given(),
@@ -97,6 +98,18 @@ fn refuse_upstream_only_options(command: &Command) {
         );
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+    // Checked here rather than by clap so that an upstream-only option such as -R is named
+    // first.
+    if let Command::Client(args) = command
+        && args.local_to_remote.is_empty()
+    {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "no tunnel given: add at least one -L SPEC (see `wstunnel client --help`)",
+            )
             .exit();
     }
 }

@@ -107,3 +107,32 @@ fn nb_worker_threads_sets_how_many_threads_the_server_runs() {
 
     assert!(first_line.contains("3 threads"), "{first_line}");
 }
+
+#[test]
+fn a_client_without_any_tunnel_is_a_usage_error() {
+    let output = wstunnel(&["client", "ws://127.0.0.1:9"], &[]);
+
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(message.contains("add at least one -L"), "{message}");
+}
+
+#[test]
+fn tls_files_given_to_a_plain_ws_server_are_refused_by_name() {
+    let output = wstunnel(
+        &[
+            "server",
+            "--tls-certificate",
+            "server.pem",
+            "ws://127.0.0.1:9",
+        ],
+        &[],
+    );
+
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("--tls-certificate needs a wss:// server address"),
+        "{message}"
+    );
+}

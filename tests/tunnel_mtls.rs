@@ -397,3 +397,26 @@ fn a_client_certificate_given_as_the_server_certificate_is_refused_at_start() {
     );
     assert!(message.contains("clientAuth"), "{message}");
 }
+
+#[test]
+fn a_key_of_another_certificate_is_named_as_such_at_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let pki = pki_dir(temp.path());
+
+    let output = Command::new(wstunnel())
+        .args([
+            "server",
+            "--tls-certificate",
+            s(&pki.cert(SERVER)),
+            "--tls-private-key",
+            s(&pki.key(CLIENT)),
+            &format!("wss://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("is not the private key of"), "{message}");
+    assert!(!message.contains("KeyMismatch"), "{message}");
+}

@@ -137,13 +137,7 @@ pub fn build(files: &ClientTlsFiles) -> anyhow::Result<Arc<ClientConfig>> {
             let key_der = files::private_key_from(&files::read(key)?, key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
-                .with_context(|| {
-                    format!(
-                        "{} and {} do not form a usable certificate and key pair",
-                        certificate.display(),
-                        key.display()
-                    )
-                })?
+                .map_err(|error| files::pair_error(&error, certificate, key))?
         }
         None => builder.with_no_client_auth(),
     };

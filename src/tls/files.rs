@@ -70,3 +70,21 @@ pub fn crls_from(
 pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
+
+/// Why a certificate and a key cannot be used together, in words: rustls names a key that
+/// belongs to another certificate `InconsistentKeys(KeyMismatch)`.
+pub fn pair_error(error: &rustls::Error, certificate: &Path, key: &Path) -> anyhow::Error {
+    match error {
+        rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
+            "{} is not the private key of {}: pass the key made with that certificate (`pki` \
+             keeps it as private/NAME.pem beside certs/NAME.cert.pem)",
+            key.display(),
+            certificate.display()
+        ),
+        other => anyhow::anyhow!(
+            "{} and {} do not form a usable certificate and key pair: {other}",
+            certificate.display(),
+            key.display()
+        ),
+    }
+}

@@ -447,13 +447,7 @@ fn identity_from(seen: &(Seen, Seen), certificate: &Path, key: &Path) -> anyhow:
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .with_context(|| {
-            format!(
-                "{} and {} do not form a usable certificate and key pair",
-                certificate.display(),
-                key.display()
-            )
-        })?;
+        .map_err(|error| super::files::pair_error(&error, certificate, key))?;
     Ok(identity)
 }
 

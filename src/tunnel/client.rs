@@ -141,7 +141,13 @@ impl Connector {
         })?;
         let head = http::read_response(&mut transport)
             .await
-            .map_err(|reason| anyhow::anyhow!("no upgrade answer: {reason}"))?;
+            .map_err(|reason| {
+                anyhow::anyhow!(
+                    "no upgrade answer from the server {}:{}: {reason}",
+                    self.url.host,
+                    self.url.port
+                )
+            })?;
         if head.target != "101" {
             let body = super::printable(&String::from_utf8_lossy(&head.leftover));
             anyhow::bail!(

@@ -65,8 +65,20 @@ pub fn run_server(args: cli::ServerArgs) -> anyhow::Result<()> {
         let tls = match args.url.scheme {
             Scheme::Wss => Some(tls::server::ServerTls::load(server_tls_files(&args)?)?),
             Scheme::Ws => {
-                if args.pki.is_some() || args.tls_client_ca_certs.is_some() {
-                    anyhow::bail!("--pki and --tls-client-ca-certs need a wss:// server address");
+                let tls_options = [
+                    (args.pki.is_some(), "--pki"),
+                    (args.tls_client_ca_certs.is_some(), "--tls-client-ca-certs"),
+                    (args.tls_certificate.is_some(), "--tls-certificate"),
+                    (args.tls_private_key.is_some(), "--tls-private-key"),
+                    (!args.tls_client_crl.is_empty(), "--tls-client-crl"),
+                ];
+                if let Some((_, option)) = tls_options.iter().find(|(given, _)| *given) {
+                    anyhow::bail!(
+                        "{option} needs a wss:// server address (ws:// is plain text); use \
+                         wss://{}:{}",
+                        args.url.host,
+                        args.url.port
+                    );
                 }
                 None
             }
@@ -151,6 +163,19 @@ pub fn run_client(args: cli::ClientArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let identity = client_identity(&args);
         check_pki_client_files(&args)?;
+        let explicit_files = [
+            ("--tls-ca-certs", &args.tls_ca_certs),
+            ("--tls-certificate", &args.tls_certificate),
+            ("--tls-private-key", &args.tls_private_key),
+            ("--http-headers-file", &args.http_headers_file),
+        ];
+        for (option, path) in explicit_files {
+            if let Some(path) = path
+                && let Err(error) = std::fs::metadata(path)
+            {
+                anyhow::bail!("{option} {}: {error}", path.display());
+            }
+        }
         if let Some(path) = &args.http_headers_file {
             cli::read_headers_file(path)?;
         }

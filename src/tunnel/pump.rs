@@ -62,6 +62,9 @@ pub struct Totals {
     pub received: u64,
 }
 
+/// `EMSGSIZE` on Linux: a datagram larger than the socket can send.
+const EMSGSIZE: i32 = 90;
+
 /// Settings shared by both ends.
 #[derive(Clone, Copy, Debug)]
 pub struct PumpOptions {
@@ -299,10 +302,17 @@ where
             frame = frames_in.next_frame() => match frame {
                 Ok(Some((OpCode::Binary | OpCode::Text | OpCode::Continuation, payload))) => {
                     totals.received += payload.len() as u64;
-                    if let Err(error) = local.send(payload).await
-                        && error.kind() != io::ErrorKind::ConnectionRefused
-                    {
-                        break Ending::Error(error);
+                    match local.send(payload).await {
+                        Ok(()) => {}
+                        // An ICMP refusal, or a frame too big for one datagram (a peer can
+                        // send frames up to 64 MiB): that datagram is lost, not the tunnel.
+                        Err(error)
+                            if error.kind() == io::ErrorKind::ConnectionRefused
+                                || error.raw_os_error() == Some(EMSGSIZE) =>
+                        {
+                            tracing::debug!("datagram of {} bytes dropped: {error}", payload.len());
+                        }
+                        Err(error) => break Ending::Error(error),
                     }
                 }
                 Ok(Some((OpCode::Ping, payload))) => {

@@ -59,7 +59,8 @@ pub async fn serve(settings: ServerSettings, threads: usize) -> anyhow::Result<(
         None => "ws",
     };
     let bound = listener.local_addr().unwrap_or(settings.bind);
-    tracing::info!("listening on {bound} ({mode}, {threads} threads)");
+    let plural = if threads == 1 { "" } else { "s" };
+    tracing::info!("listening on {bound} ({mode}, {threads} thread{plural})");
     let settings = Arc::new(settings);
     let shared = Arc::clone(&settings);
     threads::spawn_extra(

@@ -27,10 +27,17 @@ pub fn count() -> usize {
     if let Some(threads) = CHOSEN.get() {
         return *threads;
     }
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .filter(|threads| *threads > 0)
+    let from_environment = std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|value| {
+        let parsed = value.trim().parse::<usize>().ok().filter(|threads| *threads > 0);
+        if parsed.is_none() {
+            tracing::warn!(
+                "TOKIO_WORKER_THREADS=`{}` is not a positive number: one thread per CPU is used",
+                value.escape_debug()
+            );
+        }
+        parsed
+    });
+    from_environment
         .or_else(|| {
             std::thread::available_parallelism()
                 .ok()
