@@ -103,7 +103,7 @@ pub struct ServerNotSupported {
 impl ServerNotSupported {
     /// The first upstream-only option given, with what it does upstream.
     pub fn first_given(&self) -> Option<(&'static str, &'static str)> {
-        [
+        first_given([
             (
                 self.restrict_config.is_some(),
                 "--restrict-config",
@@ -149,9 +149,7 @@ impl ServerNotSupported {
                 "--remote-to-local-server-idle-timeout",
                 "reverse tunnels",
             ),
-        ]
-        .into_iter()
-        .find_map(|(given, flag, feature)| given.then_some((flag, feature)))
+        ])
     }
 }
 
@@ -265,6 +263,15 @@ pub struct ClientArgs {
     pub not_supported: ClientNotSupported,
 }
 
+/// The first `(given, option, feature)` whose option was given.
+fn first_given<const N: usize>(
+    options: [(bool, &'static str, &'static str); N],
+) -> Option<(&'static str, &'static str)> {
+    options
+        .into_iter()
+        .find_map(|(given, option, feature)| given.then_some((option, feature)))
+}
+
 /// Upstream client options this client does not implement: recognised so that an upstream
 /// command line gets an error naming the option rather than "unexpected argument".
 #[derive(clap::Args, Debug, Default)]
@@ -293,7 +300,7 @@ pub struct ClientNotSupported {
 impl ClientNotSupported {
     /// The first upstream-only option given, with what it does upstream.
     pub fn first_given(&self) -> Option<(&'static str, &'static str)> {
-        [
+        first_given([
             (!self.remote_to_local.is_empty(), "-R", "reverse tunnels"),
             (
                 self.reverse_tunnel_connection_retry_max_backoff.is_some(),
@@ -335,9 +342,7 @@ impl ClientNotSupported {
                 "--tls-ech-enable",
                 "TLS Encrypted Client Hello",
             ),
-        ]
-        .into_iter()
-        .find_map(|(given, flag, feature)| given.then_some((flag, feature)))
+        ])
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::mpsc;
 
@@ -474,10 +474,7 @@ pub async fn forward_stream<R, W>(
 /// neither the listener nor the client: it is logged and the listener pauses briefly, so that
 /// a lack of descriptors does not turn into a busy loop.
 async fn pause_after_accept_error(kind: &str, error: std::io::Error) {
-    let advice = match error.raw_os_error() {
-        Some(24) | Some(23) => " (raise the open-file limit, `ulimit -n`)",
-        _ => "",
-    };
+    let advice = super::accept_error_advice(&error);
     tracing::warn!("accept on a -L {kind} listener failed: {error}{advice}; trying again");
     // Five warnings a second at most.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -492,10 +489,8 @@ const EARLY_BYTES: usize = 8 * 1024;
 /// accepted. An end of stream or an error is left for the pump to see on its next read.
 fn ready_bytes<R: AsyncRead + Unpin>(read: &mut R) -> Vec<u8> {
     let mut early = vec![0u8; EARLY_BYTES];
-    let mut buffer = ReadBuf::new(&mut early);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    let length = match std::pin::Pin::new(read).poll_read(&mut context, &mut buffer) {
-        std::task::Poll::Ready(Ok(())) => buffer.filled().len(),
+    let length = match super::read_now(read, &mut early) {
+        std::task::Poll::Ready(Ok(length)) => length,
         _ => 0,
     };
     early.truncate(length);

@@ -323,3 +323,25 @@ pub(crate) fn printable(text: &str) -> String {
         })
         .collect()
 }
+
+/// Advice to add to a failed accept: out of file descriptors (EMFILE, ENFILE) is the one
+/// failure the user can act on.
+pub(crate) fn accept_error_advice(error: &std::io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(24) | Some(23) => " (raise the open-file limit, `ulimit -n`)",
+        _ => "",
+    }
+}
+
+/// One read attempt that does not wait: `Ready` with what is there now (0 at end of stream),
+/// or `Pending` when nothing is. The caller's later reads register their own waker.
+pub(crate) fn read_now<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut [u8],
+) -> std::task::Poll<std::io::Result<usize>> {
+    let mut buffer = tokio::io::ReadBuf::new(buffer);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(reader)
+        .poll_read(&mut context, &mut buffer)
+        .map_ok(|()| buffer.filled().len())
+}

@@ -7,14 +7,13 @@
 //! request (two minutes on ours; upstream's TLS server waits without limit).
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::client::Transport;
@@ -278,14 +277,12 @@ impl Prepared {
             return Freshness::Expired;
         }
         let mut probe = [0u8; 1];
-        let mut buffer = ReadBuf::new(&mut probe);
-        let mut context = Context::from_waker(Waker::noop());
-        match Pin::new(&mut self.transport).poll_read(&mut context, &mut buffer) {
+        match super::read_now(&mut self.transport, &mut probe) {
             Poll::Pending => Freshness::Fresh,
-            Poll::Ready(Ok(())) if buffer.filled().is_empty() => {
+            Poll::Ready(Ok(0)) => {
                 Freshness::Closed("the server closed a prepared connection".to_string())
             }
-            Poll::Ready(Ok(())) => {
+            Poll::Ready(Ok(_)) => {
                 Freshness::Closed("the server sent data before any request".to_string())
             }
             // With TLS 1.3 a refused client certificate shows up here, after the handshake.

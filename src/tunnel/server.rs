@@ -84,10 +84,7 @@ async fn accept_loop(settings: Arc<ServerSettings>, listener: TcpListener) {
                 let now = tokio::time::Instant::now();
                 if last_accept_error.is_none_or(|last| now - last >= Duration::from_secs(1)) {
                     last_accept_error = Some(now);
-                    let advice = match error.raw_os_error() {
-                        Some(24) | Some(23) => " (raise the open-file limit, `ulimit -n`)",
-                        _ => "",
-                    };
+                    let advice = super::accept_error_advice(&error);
                     tracing::error!("accept failed: {error}{advice}");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
